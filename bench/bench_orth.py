@@ -1,0 +1,88 @@
+"""How much faster is `Orthogonalizer(method='auto')` than one `torch.linalg.svd` per layer (what the write-up and torchogonal do)?
+
+The case: every eligible layer (`layers='all'`) of torchvision's resnet18 and mobilenet_v2 (weights=None), projected once,
+then moved by one real SGD step (lr 0.01 and 0.1, random 64×64 images and labels), then projected again. Both methods are timed side by
+side in this process on the same stepped weights, and both are compared with a float64 SVD reference of the rule.
+Prints ratios; asserts nothing about time.
+
+Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2]`
+"""
+import argparse, os, time
+import torch, torchvision
+from torch import nn
+from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, unit_rows
+
+def rule(w, groups, dtype):
+    "The corrected write-up rule for one weight, computed in `dtype`: `U Vᵀ` per group, unit rows for wide groups."
+    q = polar_svd(matrix_view(w.detach().to(dtype), groups))
+    return (unit_rows(q) if q.shape[1] > q.shape[2] else q).reshape(w.shape)
+
+@torch.no_grad()
+def per_layer_svd_(model):
+    "The baseline: one float32 SVD per layer, written back."
+    for _, m in select_layers(model, 'all'): m.weight.copy_(rule(m.weight, getattr(m, 'groups', 1), torch.float32))
+
+def sgd_step_(model, lr, bs=8, size=64, seed=0):
+    "One SGD step of `model` on random images and labels."
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(bs, 3, size, size, generator=g), torch.randint(0, 1000, (bs,), generator=g)
+    model.train()
+    nn.functional.cross_entropy(model(x), y).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None: p.sub_(lr * p.grad); p.grad = None
+
+def deviation(model, refs):
+    "Largest absolute difference between the selected weights of `model` and `refs`."
+    return max((m.weight.double() - r).abs().max().item() for (_, m), r in zip(select_layers(model, 'all'), refs))
+
+def best_time(f, restore, reps):
+    "Fastest of `reps` timed calls of `f`, each after `restore()`."
+    ts = []
+    for _ in range(reps):
+        restore(); t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return min(ts)
+
+def bench(name, lrs, reps):
+    "Print the cold first-call time, then per-layer SVD against `Orthogonalizer(auto)` after one SGD step of each lr in `lrs`."
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None)
+    layers = select_layers(model, 'all')
+    t = time.perf_counter(); proj = Orthogonalizer(model, 'all'); proj(); cold = time.perf_counter() - t
+    n_svd = sum(how == 'svd' for how, _ in proj.log)
+    print(f"{name}: {len(layers)} layers in {len(proj.plan)} shapes. Cold first call (plan, then projection of the random init): "
+          f"{cold*1e3:.0f} ms, {n_svd} of {len(proj.log)} shapes by SVD")
+    projected = {k: v.clone() for k, v in model.state_dict().items()}
+    out = []
+    for lr in lrs:
+        model.load_state_dict(projected)
+        before = [m.weight.detach().clone() for _, m in layers]
+        sgd_step_(model, lr)
+        rel = torch.tensor([((m.weight - b).norm() / b.norm()).item() for (_, m), b in zip(layers, before)])
+        stepped = {k: v.clone() for k, v in model.state_dict().items()}
+        refs = [rule(m.weight, getattr(m, 'groups', 1), torch.float64) for _, m in layers]
+        restore = lambda: model.load_state_dict(stepped)
+        t_base = best_time(lambda: per_layer_svd_(model), restore, reps); d_base = deviation(model, refs)
+        t_ours = best_time(proj, restore, reps); d_ours = deviation(model, refs)
+        steps = [len(d) for how, d in proj.log if how == 'newton']
+        degs = [max(d) for how, d in proj.log if how == 'newton' and d]
+        print(f"  SGD step lr {lr:g} (moves weights by {rel.median():.1%} median, {rel.max():.1%} max):")
+        print(f"    per-layer SVD loop    {t_base*1e3:8.1f} ms   max deviation from float64 reference {d_base:.1e}")
+        print(f"    Orthogonalizer(auto)  {t_ours*1e3:8.1f} ms   max deviation from float64 reference {d_ours:.1e}   "
+              f"[{sum(how == 'svd' for how, _ in proj.log)} shapes by SVD; Newton: {min(steps, default=0)}-{max(steps, default=0)} "
+              f"steps per shape, degree up to {max(degs, default=0)}]")
+        print(f"    ratio {t_base/t_ours:.1f}x faster, deviation {'within' if d_ours <= 1e-5 else 'ABOVE'} 1e-5")
+        out.append((t_base / t_ours, d_ours))
+    return out
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--reps', type=int, default=3, help='timed repetitions; the fastest counts')
+    p.add_argument('--lrs', type=float, nargs='+', default=[0.01, 0.1], help='learning rates of the SGD step')
+    p.add_argument('--models', nargs='+', default=['resnet18', 'mobilenet_v2'])
+    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
+    a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
+          f"(other processes on this machine make timings noisy), fastest of {a.reps}")
+    for name in a.models: bench(name, a.lrs, a.reps)

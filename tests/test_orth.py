@@ -1,0 +1,278 @@
+"Property and bad-input tests of `svd_bn.orth`: every layout against a float64 SVD reference, idempotence, dtypes, devices, errors."
+import math
+import pytest, torch
+from torch import nn
+from hypothesis import given, settings, strategies as st, HealthCheck
+import svd_bn.orth as orth
+from svd_bn.orth import (Orthogonalizer, orthogonalize_, orth_error, orth_report, check_orth_options, select_layers,
+                         matrix_view, polar, polar_svd, run_steps, project_steps)
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    "Small matrices: one thread is faster and steadier on a shared 2-core machine; restored after this module."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def reference(w, groups=1, normalize_rows=True):
+    "The corrected write-up rule in float64: U Vᵀ per group, unit rows for wide groups when `normalize_rows`."
+    u, _, vh = torch.linalg.svd(matrix_view(w.detach().double(), groups), full_matrices=False)
+    q = u @ vh
+    if normalize_rows and q.shape[1] > q.shape[2]: q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+    return q.reshape(w.shape)
+
+def groups_of(m): return getattr(m, 'groups', 1)
+def weights(model, layers='all'): return [m.weight.detach().clone() for _, m in select_layers(model, layers)]
+def max_dev(model, refs, layers='all'):
+    return max((m.weight.double() - r).abs().max().item() for (_, m), r in zip(select_layers(model, layers), refs))
+
+@st.composite
+def layers(draw, wide=None):
+    "A random Linear or Conv1d/2d/3d, with random groups; `wide` forces out/groups > fan_in (True) or ≤ (False)."
+    kind = draw(st.sampled_from(['linear', 'conv1d', 'conv2d', 'conv3d']))
+    g = 1 if kind == 'linear' else draw(st.integers(1, 4))
+    ni, nf = draw(st.integers(1, 6)), draw(st.integers(1, 12))
+    ks = 1 if kind == 'linear' else draw(st.integers(1, 3 if kind != 'conv3d' else 2))
+    fan_in = ni * ks ** {'linear': 0, 'conv1d': 1, 'conv2d': 2, 'conv3d': 3}[kind]
+    if wide is True: nf = max(nf, fan_in + 1)
+    if wide is False: nf = min(nf, fan_in)
+    if kind == 'linear': return nn.Linear(ni, nf)
+    conv = {'conv1d': nn.Conv1d, 'conv2d': nn.Conv2d, 'conv3d': nn.Conv3d}[kind]
+    return conv(ni * g, nf * g, ks, groups=g)
+
+hyp = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- every layout, against the float64 reference -------------------------------------------------------------
+
+@hyp
+@given(layer=layers(), method=st.sampled_from(['svd', 'newton', 'auto']), rows=st.sampled_from([True, False]), seed=st.integers(0, 10**6))
+def test_matches_reference_float64(layer, method, rows, seed):
+    torch.manual_seed(seed)
+    layer = layer.double()
+    with torch.no_grad(): layer.weight.normal_()
+    ref = reference(layer.weight, groups_of(layer), rows)
+    orthogonalize_(layer, 'all', method, rows)
+    assert (layer.weight - ref).abs().max() <= 1e-6
+
+@hyp
+@given(layer=layers(), method=st.sampled_from(['svd', 'newton', 'auto']), rows=st.sampled_from([True, False]),
+       size=st.sampled_from([1e-4, 1e-3, 1e-2]), seed=st.integers(0, 10**6))
+def test_matches_reference_after_a_step(layer, method, rows, size, seed):
+    "float32, warm: projected, nudged like one optimizer step, projected again."
+    torch.manual_seed(seed)
+    orthogonalize_(layer, 'all', 'svd', rows)
+    with torch.no_grad(): layer.weight.add_(size * torch.randn_like(layer.weight))
+    ref = reference(layer.weight, groups_of(layer), rows)
+    orthogonalize_(layer, 'all', method, rows)
+    assert (layer.weight.double() - ref).abs().max() <= 1e-5
+
+def test_every_layout_float32_svd_and_newton():
+    torch.manual_seed(0)
+    for method in ('svd', 'newton'):
+        net = nn.Sequential(nn.Conv1d(3, 8, 3), nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3, groups=4), nn.Conv2d(16, 16, 3, groups=16),
+                            nn.Conv2d(16, 24, 1), nn.Conv2d(16, 64, 1, groups=4), nn.Conv3d(4, 6, 2), nn.Conv3d(4, 8, 1, groups=2),
+                            nn.Linear(32, 10), nn.Linear(10, 40))
+        refs = [reference(m.weight, groups_of(m)) for _, m in select_layers(net, 'all')]
+        orthogonalize_(net, 'all', method)
+        assert max_dev(net, refs) <= 1e-5
+
+# --- idempotence and the constraint right after a projection -------------------------------------------------
+
+@hyp
+@given(layer=layers(), rows=st.sampled_from([False, 'tight']), seed=st.integers(0, 10**6))
+def test_idempotent_and_on_the_constraint(layer, rows, seed):
+    torch.manual_seed(seed)
+    orthogonalize_(layer, 'all', normalize_rows=rows)
+    assert orth_error(layer, 'all', normalize_rows=rows) <= 1e-5
+    w = layer.weight.detach().clone()
+    orthogonalize_(layer, 'all', normalize_rows=rows)
+    assert (layer.weight - w).abs().max() <= 1e-5
+
+@hyp
+@given(layer=layers(wide=False), seed=st.integers(0, 10**6))
+def test_default_is_idempotent_when_not_wide(layer, seed):
+    torch.manual_seed(seed)
+    orthogonalize_(layer, 'all')
+    w = layer.weight.detach().clone()
+    assert orth_error(layer, 'all') <= 1e-5
+    orthogonalize_(layer, 'all')
+    assert (layer.weight - w).abs().max() <= 1e-5
+
+@hyp
+@given(layer=layers(wide=True), seed=st.integers(0, 10**6))
+def test_default_wide_gives_unit_rows(layer, seed):
+    "The documented exception: one round of the alternation. Rows have unit norm; WᵀW need not be a multiple of I."
+    torch.manual_seed(seed)
+    orthogonalize_(layer, 'all')
+    norms = torch.linalg.vector_norm(matrix_view(layer.weight.detach(), groups_of(layer)), dim=-1)
+    assert (norms - 1).abs().max() <= 1e-5
+
+def test_default_wide_is_not_idempotent():
+    torch.manual_seed(0)
+    lin = orthogonalize_(nn.Linear(16, 64))
+    w = lin.weight.detach().clone()
+    orthogonalize_(lin)
+    assert (lin.weight - w).abs().max() > 1e-3
+
+def test_tight_converges_from_random_wide():
+    torch.manual_seed(0)
+    for shape in [(64, 16), (40, 10), (9, 8), (100, 3)]:
+        lin = nn.Linear(shape[1], shape[0])
+        orthogonalize_(lin, normalize_rows='tight')
+        assert orth_error(lin, normalize_rows='tight') <= 1e-5
+
+# --- auto, newton and the host transfers ---------------------------------------------------------------------
+
+def test_auto_uses_svd_far_and_newton_near():
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, 200)
+    log = []; q = run_steps([project_steps(x, 'auto', log=log)])[0]
+    assert log == [('svd', ())]
+    x2 = q + 1e-3 * torch.randn_like(q)
+    log = []; run_steps([project_steps(x2, 'auto', log=log)])
+    assert log[0][0] == 'newton' and len(log[0][1]) <= 2
+
+def test_one_host_transfer_per_round(monkeypatch):
+    calls = []
+    real = orth._to_host
+    monkeypatch.setattr(orth, '_to_host', lambda ts: calls.append(len(ts)) or real(ts))
+    torch.manual_seed(0)
+    net = nn.Sequential(*[nn.Linear(n, n) for n in (8, 16, 24, 32)])
+    o = Orthogonalizer(net, method='newton')
+    o()
+    rounds = max(len(d) for _, d in o.log)   # Newton steps of the slowest shape
+    assert len(calls) == rounds and calls[0] == 4   # all four shapes read together in the first round
+
+def test_polar_batches():
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    for method in ('svd', 'newton', 'auto'):
+        assert (polar(x, method) - polar_svd(x)).abs().max() <= 1e-10
+
+# --- dtypes, devices, re-reading the weights -----------------------------------------------------------------
+
+@pytest.mark.parametrize('dt', [torch.float16, torch.bfloat16])
+def test_half_precision(dt):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 16), nn.Conv2d(4, 8, 1)).to(dt)
+    refs = [reference(m.weight.float(), groups_of(m)).to(dt) for _, m in select_layers(net, 'all')]
+    orthogonalize_(net, 'all')
+    for (_, m), r in zip(select_layers(net, 'all'), refs):
+        assert m.weight.dtype == dt
+        assert (m.weight.float() - r.float()).abs().max() <= torch.finfo(dt).eps
+
+def test_rereads_weights_after_reload_and_dtype_change():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 4), nn.Linear(8, 4))
+    o = Orthogonalizer(net, 'linear')
+    net.load_state_dict(nn.Sequential(nn.Linear(8, 4), nn.Linear(8, 4)).state_dict())
+    o()
+    assert o.error() <= 1e-5
+    net.double()
+    with torch.no_grad(): net[0].weight.normal_()
+    o()
+    assert net[0].weight.dtype == torch.float64 and o.error() <= 1e-12
+
+def test_mixed_dtypes_in_one_shape():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 4), nn.Linear(8, 4).double())
+    refs = [reference(m.weight) for _, m in select_layers(net)]
+    Orthogonalizer(net)()
+    assert net[0].weight.dtype == torch.float32 and net[1].weight.dtype == torch.float64
+    assert max_dev(net, refs, 'pointwise') <= 1e-5
+
+def test_channels_last():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    ref = reference(conv.weight)
+    orthogonalize_(conv, 'all')
+    assert (conv.weight.double() - ref).abs().max() <= 1e-5
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU')
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 32, 1), nn.Linear(32, 10))
+    gpu = nn.Sequential(nn.Conv2d(16, 32, 3), nn.Conv2d(32, 32, 1), nn.Linear(32, 10)).cuda()
+    gpu.load_state_dict(net.state_dict())
+    orthogonalize_(net, 'all'); orthogonalize_(gpu, 'all')
+    for a, b in zip(net.parameters(), gpu.parameters()): assert (a - b.cpu()).abs().max() <= 1e-5
+
+# --- bad and degenerate input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+@pytest.mark.parametrize('method', ['svd', 'newton', 'auto'])
+@pytest.mark.parametrize('rows', [True, 'tight'])
+def test_non_finite_raises_and_changes_nothing(bad, method, rows):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 32), nn.Conv2d(8, 8, 1))
+    with torch.no_grad(): net[1].weight[2, 3] = bad
+    snap = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match=r"non-finite value in layer '1' \(Linear\)"):
+        orthogonalize_(net, 'all', method, rows)
+    for k, v in net.state_dict().items(): assert torch.equal(v, snap[k]) or torch.equal(v.isnan(), snap[k].isnan())
+
+def test_non_finite_in_a_wide_layer_is_named():
+    net = nn.Sequential(nn.Linear(8, 8), nn.Linear(4, 32))
+    with torch.no_grad(): net[1].weight[31, 0] = float('nan')
+    for rows in (True, False, 'tight'):
+        with pytest.raises(ValueError, match="layer '1'"): orthogonalize_(net, 'all', normalize_rows=rows)
+
+def test_huge_finite_weights_are_projected():
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 4)
+    with torch.no_grad(): lin.weight.mul_(1e30)            # squares overflow float32
+    ref = reference(lin.weight)
+    for method in ('svd', 'newton', 'auto'):
+        l2 = nn.Linear(6, 4); l2.load_state_dict(lin.state_dict())
+        orthogonalize_(l2, method=method)
+        assert (l2.weight.double() - ref).abs().max() <= 1e-5
+
+@pytest.mark.parametrize('method', ['svd', 'newton', 'auto'])
+def test_zero_and_rank_deficient_give_no_nan(method):
+    torch.manual_seed(0)
+    for out, inp, rank in [(3, 5, 0), (5, 3, 0), (4, 4, 1), (6, 6, 3), (8, 3, 1)]:
+        lin = nn.Linear(inp, out)
+        with torch.no_grad(): lin.weight.copy_(torch.randn(out, rank) @ torch.randn(rank, inp) if rank else torch.zeros(out, inp))
+        orthogonalize_(lin, method=method, normalize_rows=False)
+        w = lin.weight.detach()
+        assert torch.isfinite(w).all()
+        g = w @ w.T if out <= inp else w.T @ w
+        assert (g - torch.eye(min(out, inp))).abs().max() <= 1e-5   # a semi-orthogonal completion
+        orthogonalize_(lin, method=method)                           # the default rule: no NaN either
+        assert torch.isfinite(lin.weight).all()
+
+def test_biases_norms_and_unselected_layers_untouched():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 1), nn.GroupNorm(2, 8), nn.Flatten(),
+                        nn.LayerNorm(8), nn.Linear(8, 4), nn.ConvTranspose2d(4, 4, 1))
+    for layers, chosen in [('linear', {'6'}), ('pointwise', {'2', '6'}), ('all', {'0', '2', '6'}), (lambda n, m: n == '0', {'0'})]:
+        snap = {k: v.clone() for k, v in net.state_dict().items()}
+        orthogonalize_(net, layers)
+        changed = {k for k, v in net.state_dict().items() if not torch.equal(v, snap[k])}
+        assert changed == {f'{n}.weight' for n in chosen}
+
+# --- options, selection, reports -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('args, msg', [(('conv', 'auto', True), 'Expected layers'), (('all', 'qr', True), 'Expected method'),
+                                       (('all', 'svd', 'yes'), 'Expected normalize_rows'), (('all', 'svd', 1), 'Expected normalize_rows'),
+                                       ((['all'], 'svd', True), 'Expected layers'), (('all', None, True), 'Expected method')])
+def test_bad_options(args, msg):
+    with pytest.raises(ValueError, match=msg): check_orth_options(*args)
+    with pytest.raises(ValueError, match=msg): Orthogonalizer(nn.Linear(2, 2), *args)
+    with pytest.raises(ValueError, match=msg): orthogonalize_(nn.Linear(2, 2), *args)
+
+def test_empty_selection():
+    net = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(3))
+    o = Orthogonalizer(net)
+    assert len(o) == 0 and o.error() == 0. and o() is net
+    assert len(orth_report(net)) == 0
+
+def test_report_and_error_agree():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(8, 16, 3, groups=2), nn.Conv2d(16, 32, 1), nn.Flatten(), nn.Linear(32, 10))
+    df = orth_report(net, 'all')
+    assert list(df.columns) == ['name', 'shape', 'groups', 'matrix', 'error']
+    assert list(df['name']) == ['0', '1', '3'] and list(df['groups']) == [2, 1, 1] and df['matrix'][0] == '8×36'
+    assert math.isclose(df['error'].max(), orth_error(net, 'all'), rel_tol=1e-9)
+    orthogonalize_(net, 'all')
+    assert (orth_report(net, 'all')['error'] <= 1e-5).sum() == 2   # the wide 1×1 conv (32 per 16) is near, not on, a UNTF
