@@ -16,8 +16,10 @@ def readme_text(nb_path=root/'index.ipynb') -> str:
         if c.cell_type == 'code':
             if any(re.match(r'#\|\s*hide\b', l) for l in lines): continue
             c = copy.deepcopy(c); c.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
+            if not c.source: continue
         keep.append(c)
     nb.cells = keep
+    nb.metadata['language_info'] = {'name': 'python'}  # fenced code blocks marked as python
     body, _ = MarkdownExporter().from_notebook_node(nb)
     body = re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
     return '<!-- Generated from index.ipynb by .ci/readme.py: edit the notebook, not this file. -->\n\n' + body
