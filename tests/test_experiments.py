@@ -1,0 +1,70 @@
+"svd-bn ablate: the command, its files, its errors, and resuming."
+import csv, json, subprocess, sys
+from pathlib import Path
+import pytest
+import svd_bn.experiments as E
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, '-m', 'svd_bn', *args], capture_output=True, text=True, timeout=timeout)
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp('quick')
+    r = run('ablate', '--quick', '--no-bar', '--out', str(out))
+    return out, r
+
+def test_quick_exits_0_and_writes_three_files(quick):
+    out, r = quick
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {'results.csv', 'results.json', 'results.png'}
+    assert '| model | orth | optimizer | seed 0 | mean ± std |' in r.stdout
+
+def test_csv_one_row_per_config_and_seed(quick):
+    out, _ = quick
+    rows = list(csv.DictReader(open(out/'results.csv')))
+    cfgs = E.grid(models=E.quick['models'], seeds=E.quick['seeds'], epochs=E.quick['epochs'])
+    assert len(rows) == len(cfgs)
+    assert sorted((r['model'], r['opt'], r['orth'], r['seed']) for r in rows) == sorted((c.model, c.opt, str(c.orth), str(c.seed)) for c in cfgs)
+    assert all(0.5 < float(r['accuracy']) <= 1 for r in rows)  # chance is 0.1
+    runs = json.loads((out/'results.json').read_text())['runs']
+    assert len(runs) == len(rows) and all(len(r['history']) == E.quick['epochs'] + 1 for r in runs)
+
+@pytest.mark.parametrize('args,msg', [(['--data', 'mnist'], "argument --data: invalid choice: 'mnist'"),
+                                      (['--models', 'small,huge'], 'argument --models'),
+                                      (['--seeds', '0'], 'argument --seeds'),
+                                      (['--bn-bias', 'nan'], 'argument --bn-bias'),
+                                      (['--device', 'tpu'], 'argument --device')])
+def test_bad_arguments_exit_2_one_line(args, msg, tmp_path):
+    r = run('ablate', '--out', str(tmp_path), *args, timeout=120)
+    assert r.returncode == 2
+    assert msg in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent/'svd-bn'
+    r = subprocess.run([str(exe), 'ablate', '--data', 'x'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'invalid choice' in r.stderr
+
+def test_offline_dataset_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'fastai'))
+    r = run('ablate', '--data', 'cifar10', '--quick', '--no-bar', '--out', str(tmp_path/'o'), timeout=120)
+    assert r.returncode == 1 and "Could not download 'cifar10'" in r.stderr and 'Traceback' not in r.stderr
+
+def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch):
+    calls, real, interrupted = [], E.train_one, []
+    def flaky(cfg, dls, progress=False):
+        calls.append(cfg)
+        if len(calls) == 2 and not interrupted: interrupted.append(cfg); raise KeyboardInterrupt  # Ctrl-C in the second run
+        return real(cfg, dls, progress)
+    monkeypatch.setattr(E, 'train_one', flaky)
+    args = ['ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '1', '--no-bar', '--out', str(tmp_path)]
+    assert E.main(args) == 130
+    assert len(list(csv.DictReader(open(tmp_path/'results.csv')))) == 1
+    first = calls[0]
+    calls.clear()
+    assert E.main(args) == 0
+    rows = list(csv.DictReader(open(tmp_path/'results.csv')))
+    assert len(rows) == 4  # orth yes/no × 2 seeds
+    assert first not in calls and len(calls) == 3  # the finished run was skipped
+    calls.clear()
+    assert E.main(args) == 0 and calls == []
