@@ -26,7 +26,8 @@ from .models import small, large, n_params
 
 # %% auto #0
 __all__ = ['recipes', 'keys', 'models', 'quick', 'defaults', 'lr_steps', 'Config', 'ErrorLog', 'train_one', 'grid',
-           'load_results', 'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'parser', 'main']
+           'load_results', 'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'parser', 'main',
+           'orth_effect']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 def lr_steps(
@@ -169,19 +170,19 @@ def results_table(df:pd.DataFrame) -> str:
         lines.append('| ' + ' | '.join(name + [f'{acc[s]:.1f}' if s in acc else '' for s in seeds] + [ms]) + ' |')
     return '\n'.join(lines)
 
-# %% ../nbs/05_experiments.ipynb #a3f4841f
+# %% ../nbs/05_experiments.ipynb #73702616
 def results_plot(df:pd.DataFrame, hist:dict, fname=None):
     "Accuracy of each configuration (one dot per seed), and `orth_error` of the pointwise layers per epoch."
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4))
-    labels = []
+    labels, many_b = [], df['bn_bias'].nunique() > 1
     for i, (key, g) in enumerate(df.groupby(['model', 'opt', 'orth', 'bn_bias'], sort=False)):
-        labels.append(f"{key[0]} {key[1]}\northo {'yes' if bool(key[2]) else 'no'}, β={float(key[3]):g}")
+        labels.append(f"{key[0]}\n{key[1]}\n{'orth' if bool(key[2]) else 'no orth'}" + (f"\nβ={float(key[3]):g}" if many_b else ''))
         a0.scatter([i] * len(g), 100 * g['accuracy'].astype(float), color='C0' if bool(key[2]) else 'C1')
         a0.hlines(100 * g['accuracy'].astype(float).mean(), i - 0.3, i + 0.3, color='k')
         for _, r in g.iterrows():
             h = hist.get(config_key(r))
             if h: a1.semilogy([max(e, 1e-8) for e in h], color='C0' if bool(key[2]) else 'C1', alpha=0.6)
-    a0.set_xticks(range(len(labels)), labels, fontsize=7); a0.set_ylabel('valid accuracy (%)')
+    a0.set_xticks(range(len(labels)), labels, fontsize=8); a0.set_ylabel('valid accuracy (%)')
     a1.set_xlabel('epoch'); a1.set_ylabel('orth_error (pointwise)'); a1.set_title('blue: projected, orange: not')
     fig.tight_layout()
     if fname: fig.savefig(fname, dpi=100); plt.close(fig)
@@ -278,3 +279,16 @@ def main(argv=None) -> int:
     print(results_table(df))
     print(f"\nwrote {out/'results.csv'}, {out/'results.json'}, {out/'results.png'}")
     return 0
+
+# %% ../nbs/05_experiments.ipynb #8d01be91
+def orth_effect(df:pd.DataFrame) -> pd.DataFrame:
+    "Per model, optimizer and BN bias: mean accuracy (%) with and without the projection, the gain, and the seed std."
+    d = df.assign(acc=100 * df['accuracy'].astype(float), orth=df['orth'].map(lambda v: str(v) in ('True', '1', 'yes')))
+    rows = []
+    for key, g in d.groupby(['model', 'opt', 'bn_bias'], sort=False):
+        yes, no = g[g.orth]['acc'], g[~g.orth]['acc']
+        if len(yes) and len(no):
+            spread = pd.concat([yes - yes.mean(), no - no.mean()]).pow(2).sum() / max(len(yes) + len(no) - 2, 1)
+            rows.append(dict(model=key[0], opt=key[1], bn_bias=float(key[2]), orth=yes.mean(), no_orth=no.mean(),
+                             gain=yes.mean() - no.mean(), seed_std=spread ** 0.5 if len(yes) + len(no) > 2 else float('nan'), seeds=len(yes)))
+    return pd.DataFrame(rows)
