@@ -6,7 +6,8 @@ from functools import partial
 from fastai.learner import Learner, load_learner
 from fastai.metrics import accuracy
 from fastai.optimizer import OptimWrapper
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelStepException
+from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import set_seed
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
 from svd_bn import OrthCallback, register_orth_hook, orth_error, orthogonalize_
@@ -94,6 +95,23 @@ def test_every(dls):
     errs = torch.tensor(chk.errs)
     assert (errs[2::3] <= 1e-5).all()
     assert (errs[0::3] > 1e-5).all()
+
+class SkipOddSteps(Callback):
+    "Cancels every other step, as MixedPrecision does on an fp16 overflow."
+    order = MixedPrecision.order
+    def __init__(self): self.i = 0
+    def before_step(self):
+        self.i += 1
+        if self.i % 2: raise CancelStepException()
+
+def test_cancelled_steps_are_not_projected(dls):
+    assert OrthCallback.order > MixedPrecision.order
+    chk = CheckAfter(normalize_rows=False)
+    learn = learner(dls, [OrthCallback(normalize_rows=False), SkipOddSteps(), chk])
+    fit(learn, 1)
+    assert learn.orth.n_steps == len(dls.train) // 2  # only the steps that happened
+    assert max(chk.errs) <= 1e-5
+    assert math.isfinite(learn.validate()[0])
 
 def test_no_projection_in_validation(dls):
     "validate and get_preds send before_fit too: the weights must not move."
