@@ -253,7 +253,7 @@ def _device(s):
     if d.type == 'cuda' and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()): return None
     return d if d.type in ('cpu', 'cuda') else None
 
-# %% ../nbs/05_experiments.ipynb #d988bbb1
+# %% ../nbs/05_experiments.ipynb #109b6d87
 def main(argv=None) -> int:
     "Entry point of `svd-bn` and `python -m svd_bn`."
     p = parser()
@@ -261,6 +261,7 @@ def main(argv=None) -> int:
     opt = lambda k: getattr(args, k) if getattr(args, k) is not None else (quick.get(k, defaults[k]) if args.quick else defaults[k])
     device = _device(args.device)
     if device is None: p.error(f"argument --device: expected cpu or an available cuda device; got {args.device!r}")
+    if args.path and opt('data') != 'cifar10': p.error(f"argument --path: expected only with --data cifar10; got --data {opt('data')}")
     out = Path(opt('out'))
     configs = grid(opt('data'), opt('models'), opt('opts'), opt('orth'), opt('bn_bias'), opt('seeds'), opt('epochs'), opt('bs'), args.train_size)
     kw = dict(path=args.path) if args.path else {}

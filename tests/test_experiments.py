@@ -33,7 +33,8 @@ def test_csv_one_row_per_config_and_seed(quick):
                                       (['--models', 'small,huge'], 'argument --models'),
                                       (['--seeds', '0'], 'argument --seeds'),
                                       (['--bn-bias', 'nan'], 'argument --bn-bias'),
-                                      (['--device', 'tpu'], 'argument --device')])
+                                      (['--device', 'tpu'], 'argument --device'),
+                                      (['--path', '.'], 'argument --path: expected only with --data cifar10')])
 def test_bad_arguments_exit_2_one_line(args, msg, tmp_path):
     r = run('ablate', '--out', str(tmp_path), *args, timeout=120)
     assert r.returncode == 2
