@@ -55,22 +55,47 @@ def gram_residual(
     g.diagonal(dim1=-2, dim2=-1).sub_(1)
     return g
 
-# %% ../nbs/02_orth.ipynb #84b072a1
+# %% ../nbs/02_orth.ipynb #3dab6be7
 _taylor = [1.]  # coefficients of (1 + e)^(-1/2) = Σ c_j e^j
-for j in range(1, 12): _taylor.append(_taylor[-1] * -(2 * j - 1) / (2 * j))
+for j in range(1, 16): _taylor.append(_taylor[-1] * -(2 * j - 1) / (2 * j))
+
+@functools.cache
+def _ps_split(
+    degree:int,    # degree of the polynomial
+    e2:bool=False, # whether `e @ e` is given
+) -> tuple:
+    "`(products, s)`: fewest k×k products for a polynomial of `degree` in `e` by Paterson–Stockmeyer, with blocks of `s` powers."
+    return min((max(s - 1 - (e2 and s > 1), 0) + -(-degree // s) - 1, s) for s in range(1, degree + 1))
+
+def _taylor_poly(
+    e:torch.Tensor,            # a batch of square matrices
+    degree:int,                # degree of the Taylor polynomial of (I + e)^(-1/2)
+    e2:torch.Tensor|None=None, # `e @ e`, when already computed
+) -> torch.Tensor:
+    "`p(e) − I`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: `e^s` times blocks in `e`…`e^s`."
+    _, s = _ps_split(degree, e2 is not None)
+    pw = [None, e] + ([e2] if e2 is not None and s > 1 else [])
+    while len(pw) <= s: pw.append(pw[-1] @ e)
+    def block(lo, hi):  # Σ c_j e^(j − lo) for j in lo..hi, without the constant term of p
+        b = torch.zeros_like(e)
+        for t in range(1, hi - lo + 1): b.add_(pw[t], alpha=_taylor[lo + t])
+        if lo: b.diagonal(dim1=-2, dim2=-1).add_(_taylor[lo])
+        return b
+    starts = list(range(0, degree, s))  # the last block runs to `degree`: it may use e^s itself
+    acc = block(starts[-1], degree)
+    for lo in starts[-2::-1]: acc = torch.baddbmm(block(lo, lo + s - 1), pw[s], acc)
+    return acc
 
 def newton_step(
-    x:torch.Tensor, # a batch of matrices, (B, m, n)
-    e:torch.Tensor, # its residual, `gram_residual(x)`
-    degree:int=1,   # terms of (I + e)^(-1/2) kept after the first: 1 is the classic `1.5·x − 0.5·x xᴴ x`
+    x:torch.Tensor,            # a batch of matrices, (B, m, n)
+    e:torch.Tensor,            # its residual, `gram_residual(x)`
+    degree:int=1,              # terms of (I + e)^(-1/2) kept after the first: 1 is the classic `1.5·x − 0.5·x xᴴ x`
+    e2:torch.Tensor|None=None, # `e @ e`, when already computed: saves one product for degree ≥ 2
 ) -> torch.Tensor:
     "One Newton–Schulz step `x ← p(e)·x` (`x·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2)."
     left = x.shape[-2] <= x.shape[-1]
     if degree == 1: return torch.baddbmm(x, e, x, alpha=-0.5) if left else torch.baddbmm(x, x, e, alpha=-0.5)
-    p = _taylor[degree] * e
-    for c in _taylor[degree - 1:0:-1]:  # Horner: p = (c_1 + e(c_2 + …)) e, without the constant term
-        p.diagonal(dim1=-2, dim2=-1).add_(c)
-        p = p @ e
+    p = _taylor_poly(e, degree, e2)
     return torch.baddbmm(x, p, x) if left else torch.baddbmm(x, x, p)
 
 # %% ../nbs/02_orth.ipynb #0563269b
@@ -102,23 +127,29 @@ def _target(dtype) -> float:
     "Largest |σ² − 1| we accept after the last Newton–Schulz step."
     return 3e-6 if torch.finfo(dtype).eps > 1e-10 else 1e-14
 
-# %% ../nbs/02_orth.ipynb #7bd4b16b
-_max_degree = 8
+# %% ../nbs/02_orth.ipynb #3c36531c
+_max_degree, _e2_cheap = 12, 0.5  # highest degree; E² is computed just for its bound when k/n ≤ `_e2_cheap`
+
+def _finish_degree(r:float, target:float) -> int|None:
+    "The smallest degree whose step brings every |σ² − 1| ≤ `r` under `target`; None when none up to `_max_degree` does."
+    return next((d for d in range(1, _max_degree + 1) if r <= _finish_radius(d, target)), None)
 
 def _next_degree(
-    r:float,       # the residual ‖E‖_F now
-    k_over_n:float,# min(m, n) / max(m, n)
-    target:float,  # `_target(dtype)`
+    r:float,        # a bound on every |σ² − 1| now: ‖E‖_F, or the tighter ‖E²‖_F^½
+    k_over_n:float, # min(m, n) / max(m, n)
+    target:float,   # `_target(dtype)`
+    e2:bool=False,  # whether `E²` is already computed, so that its product is free in this step
 ) -> tuple:
-    "`(degree, finishes)`: the cheapest next step, counting 2 + (degree − 1)·k/n units per step."
-    rounds, e, r1 = 1, r, _finish_radius(1, target)   # degree-1 steps needed to finish from r
-    while e > r1:
-        if e >= 1: rounds = math.inf; break           # no bound to count with: step and look again
-        e, rounds = e * e * (0.75 + 0.25 * e), rounds + 1   # `_step_error(1, e)`, inlined: this runs every step
-    best = (2. * rounds, 1, rounds == 1)
-    if r < 0.95:
-        for d in range(2, _max_degree + 1):
-            if r <= _finish_radius(d, target) and 2 + (d - 1) * k_over_n < best[0]: best = (2 + (d - 1) * k_over_n, d, True); break
+    "`(degree, finishes)`: the first step of the cheapest plan of j classic steps, then one step that finishes."
+    best, spent, e, j = (math.inf, 1, False), 0., r, 0
+    while e < 1:                                                 # no bound to plan with from e ≥ 1: step and look again
+        d = _finish_degree(e, target)
+        if d is not None:
+            cost = spent + 2 + _ps_split(d, e2 and j == 0)[0] * k_over_n
+            if cost < best[0]: best = (cost, d if j == 0 else 1, j == 0)
+            if d == 1: break
+        spent += 2 + (j > 0 and k_over_n <= _e2_cheap) * k_over_n  # a classic step; later ones may pay for an unused E²
+        e, j = e * e * (0.75 + 0.25 * e), j + 1                  # `_step_error(1, e)`, inlined: this runs every step
     return best[1:]
 
 # %% ../nbs/02_orth.ipynb #48859d71
@@ -186,7 +217,7 @@ def polar_steps(
         return polar_svd(x)
     return (yield from _newton_steps(xs, e, r, _auto_cap if method == 'auto' else _newton_cap, log))
 
-# %% ../nbs/02_orth.ipynb #cc7488d6
+# %% ../nbs/02_orth.ipynb #5ef11a21
 def _newton_steps(x, e, r, cap, log):
     "Generator: Newton–Schulz steps from `x` with residual `e` (norm `r`) until one finishes; the SVD after `cap` steps."
     if r >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
@@ -195,8 +226,13 @@ def _newton_steps(x, e, r, cap, log):
         e = gram_residual(x)
     target, kn, degrees = _target(x.dtype), min(x.shape[-2:]) / max(x.shape[-2:]), []
     for _ in range(cap):
-        d, finishes = _next_degree(r, kn, target)
-        x = newton_step(x, e, d); degrees.append(d)
+        d, finishes, e2 = *_next_degree(r, kn, target), None
+        if d > 1 or (not finishes and kn <= _e2_cheap):  # E² is needed, or cheap and may show that one step finishes: ‖E‖₂ ≤ ‖E²‖_F^½
+            e2 = e @ e
+            rho = _worst((yield torch.linalg.matrix_norm(e2))) ** 0.5
+            if rho < r: r = rho
+            d, finishes = _next_degree(r, kn, target, e2=True)
+        x = newton_step(x, e, d, e2); degrees.append(d)
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
