@@ -56,7 +56,7 @@ def test_matches_reference_float64(layer, method, rows, seed):
 
 @hyp
 @given(layer=layers(), method=st.sampled_from(['svd', 'newton', 'auto']), rows=st.sampled_from([True, False]),
-       size=st.sampled_from([1e-4, 1e-3, 1e-2]), seed=st.integers(0, 10**6))
+       size=st.sampled_from([1e-4, 1e-3, 1e-2, 3e-2, 1e-1]), seed=st.integers(0, 10**6))
 def test_matches_reference_after_a_step(layer, method, rows, size, seed):
     "float32, warm: projected, nudged like one optimizer step, projected again."
     torch.manual_seed(seed)
@@ -131,6 +131,25 @@ def test_auto_uses_svd_far_and_newton_near():
     x2 = q + 1e-3 * torch.randn_like(q)
     log = []; run_steps([project_steps(x2, 'auto', log=log)])
     assert log[0][0] == 'newton' and len(log[0][1]) <= 2
+
+@pytest.mark.parametrize('shape', [(1, 128, 1152), (2, 1152, 128), (1, 200, 256)])
+@pytest.mark.parametrize('size', [0.02, 0.1])
+def test_spectral_bound_saves_steps_and_stays_exact(shape, size):
+    "After a step of 2% or 10% of the weights: ‖E²‖_F^½ bounds the residual, never costs a step over ‖E‖_F, can save one; exact."
+    torch.manual_seed(0)
+    q = polar_svd(torch.randn(shape))
+    x = q + size * q.abs().mean() * torch.randn_like(q)
+    k, kn = min(shape[1:]), min(shape[1:]) / max(shape[1:])
+    xs = x * (k**0.5 / torch.linalg.matrix_norm(x))[:, None, None]
+    e = orth.gram_residual(xs.double())
+    r, rho = torch.linalg.matrix_norm(e).max().item(), torch.linalg.matrix_norm(e @ e).max().item()**0.5
+    assert (torch.linalg.eigvalsh(e).abs().max() <= rho + 1e-9) and rho <= r
+    log = []; out = run_steps([orth.polar_steps(x, 'newton', log)])[0]
+    steps, (d_r, fin_r) = log[0][1], orth._next_degree(r, kn, 3e-6)
+    if fin_r: assert len(steps) == 1 and steps[0] <= d_r                                  # never a higher degree …
+    if kn <= orth._e2_cheap and orth._next_degree(rho, kn, 3e-6, e2=True)[1]: assert len(steps) == 1  # … and one step when ρ allows
+    assert log[0][0] == 'newton' and len(steps) <= 2
+    assert (out.double() - polar_svd(x.double())).abs().max() <= 1e-5
 
 def test_one_host_transfer_per_round(monkeypatch):
     calls = []
