@@ -151,7 +151,7 @@ def test_spectral_bound_saves_steps_and_stays_exact(shape, size):
     assert log[0][0] == 'newton' and len(steps) <= 2
     assert (out.double() - polar_svd(x.double())).abs().max() <= 1e-5
 
-def test_one_host_transfer_per_round(monkeypatch):
+def test_host_reads_are_shared_by_all_shapes(monkeypatch):
     calls = []
     real = orth._to_host
     monkeypatch.setattr(orth, '_to_host', lambda ts: calls.append(len(ts)) or real(ts))
