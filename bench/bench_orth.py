@@ -5,12 +5,13 @@ then moved by one real SGD step (lr 0.01 and 0.1, random 64×64 images and label
 side in this process on the same stepped weights, and both are compared with a float64 SVD reference of the rule.
 Prints ratios; asserts nothing about time.
 
-Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2]`
+Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3]`
+(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes.)
 """
 import argparse, os, time
 import torch, torchvision
 from torch import nn
-from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, unit_rows
+from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, unit_rows, run_steps, project_steps
 
 def rule(w, groups, dtype):
     "The corrected write-up rule for one weight, computed in `dtype`: `U Vᵀ` per group, unit rows for wide groups."
@@ -43,7 +44,22 @@ def best_time(f, restore, reps):
         restore(); t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
     return min(ts)
 
-def bench(name, lrs, reps):
+def by_shape(proj, restore, reps, k):
+    "Print the `k` shapes of `proj` that cost the per-layer SVD loop most, each timed alone both ways."
+    restore(); rows = []
+    for x, ents in proj._batches():
+        def svd_loop():
+            for _, _, m, g in ents: rule(m.weight, g, torch.float32)
+        log = []
+        t_svd = best_time(svd_loop, lambda: None, reps)
+        t_ours = best_time(lambda: (log.clear(), run_steps([project_steps(x, 'auto', proj.normalize_rows, log)])), lambda: None, reps)
+        rows.append((t_svd, t_ours, f"{len(ents)} layer{'s' * (len(ents) > 1)} of {x.shape[1]}×{x.shape[2]}" + (f", {x.shape[0]} matrices" if x.shape[0] > len(ents) else ""), log[0]))
+    tot = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    for t_svd, t_ours, what, (how, degs) in sorted(rows, key=lambda r: -r[0])[:k]:
+        print(f"      {what:40s} SVD loop {t_svd*1e3:7.1f} ms ({t_svd/tot[0]:4.0%})   ours {t_ours*1e3:6.1f} ms ({t_ours/tot[1]:4.0%}, "
+              f"{how} {' '.join(map(str, degs))})   {t_svd/t_ours:4.1f}x")
+
+def bench(name, lrs, reps, k=0):
     "Print the cold first-call time, then per-layer SVD against `Orthogonalizer(auto)` after one SGD step of each lr in `lrs`."
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None)
@@ -72,6 +88,7 @@ def bench(name, lrs, reps):
               f"[{sum(how == 'svd' for how, _ in proj.log)} shapes by SVD; Newton: {min(steps, default=0)}-{max(steps, default=0)} "
               f"steps per shape, degree up to {max(degs, default=0)}]")
         print(f"    ratio {t_base/t_ours:.1f}x faster, deviation {'within' if d_ours <= 1e-5 else 'ABOVE'} 1e-5")
+        if k: by_shape(proj, restore, reps, k)
         out.append((t_base / t_ours, d_ours))
     return out
 
@@ -81,8 +98,9 @@ if __name__ == '__main__':
     p.add_argument('--lrs', type=float, nargs='+', default=[0.01, 0.1], help='learning rates of the SGD step')
     p.add_argument('--models', nargs='+', default=['resnet18', 'mobilenet_v2'])
     p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument('--by-shape', type=int, default=0, metavar='K', help='also time the K costliest shapes one by one')
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
           f"(other processes on this machine make timings noisy), fastest of {a.reps}")
-    for name in a.models: bench(name, a.lrs, a.reps)
+    for name in a.models: bench(name, a.lrs, a.reps, a.by_shape)
