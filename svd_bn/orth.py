@@ -46,16 +46,52 @@ def unit_rows(
     "`x` with every row scaled to unit length."
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
-# %% ../nbs/02_orth.ipynb #bf663de2
+# %% ../nbs/02_orth.ipynb #1428c645
+_loop_work = 2**24  # multiply-adds per matrix above which `_mm` loops over the batch on the CPU
+
+def _mm(
+    a:torch.Tensor,            # a batch of matrices, (B, k, p)
+    b:torch.Tensor,            # a batch of matrices, (B, p, n)
+    c:torch.Tensor|None=None,  # added to the product, (B, k, n)
+    alpha:float=1.,            # the product's weight: `c + alpha·a b`
+    out:torch.Tensor|None=None, # where to write the result, (B, k, n); may be a strided view
+) -> torch.Tensor:
+    "`a @ b`, or `c + alpha·a @ b`, matrix by matrix for large matrices on the CPU, else in one batched call."
+    if a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] > 1 and a.device.type == 'cpu' and a.shape[-2] * a.shape[-1] * b.shape[-1] >= _loop_work:
+        if out is None: out = a.new_empty(a.shape[0], a.shape[-2], b.shape[-1])
+        for i in range(a.shape[0]):
+            if c is None: torch.mm(a[i], b[i], out=out[i])
+            else: torch.addmm(c[i], a[i], b[i], alpha=alpha, out=out[i])
+        return out
+    if c is not None: return torch.baddbmm(c, a, b, alpha=alpha, out=out) if out is not None else torch.baddbmm(c, a, b, alpha=alpha)
+    return torch.matmul(a, b, out=out) if out is not None else a @ b
+
+# %% ../nbs/02_orth.ipynb #1f30ecab
+def _sym_mm(
+    a:torch.Tensor,       # a batch of matrices, (..., k, p)
+    b:torch.Tensor,       # a batch of matrices, (..., p, k), such that `a @ b` is Hermitian
+    blocks:int|None=None, # row blocks; by default 4 when k ≥ 256, else 1: a plain product
+) -> torch.Tensor:
+    "`a @ b` for a product known to be Hermitian: multiplies the blocks on and above the diagonal, mirrors the rest."
+    k = a.shape[-2]
+    if blocks is None: blocks = 4 if k >= 256 else 1
+    if blocks <= 1: return _mm(a, b)
+    s = [k * i // blocks for i in range(blocks + 1)]
+    out = a.new_empty(*torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]), k, k)
+    for lo, hi in zip(s, s[1:]): _mm(a[..., lo:hi, :], b[..., lo:], out=out[..., lo:hi, lo:])
+    for lo, hi in zip(s[1:], s[2:]): out[..., lo:hi, :lo] = out[..., :lo, lo:hi].mH
+    return out
+
+# %% ../nbs/02_orth.ipynb #a23b3c62
 def gram_residual(
     x:torch.Tensor, # a batch of matrices, (..., m, n)
 ) -> torch.Tensor:
     "The Gram matrix of `x` on its smaller side minus the identity: `x xᴴ − I` when m ≤ n, else `xᴴ x − I`."
-    g = x @ x.mH if x.shape[-2] <= x.shape[-1] else x.mH @ x
+    g = _sym_mm(x, x.mH) if x.shape[-2] <= x.shape[-1] else _sym_mm(x.mH, x)
     g.diagonal(dim1=-2, dim2=-1).sub_(1)
     return g
 
-# %% ../nbs/02_orth.ipynb #3dab6be7
+# %% ../nbs/02_orth.ipynb #5c00dcdd
 _taylor = [1.]  # coefficients of (1 + e)^(-1/2) = Σ c_j e^j
 for j in range(1, 16): _taylor.append(_taylor[-1] * -(2 * j - 1) / (2 * j))
 
@@ -75,7 +111,7 @@ def _taylor_poly(
     "`p(e) − I`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: `e^s` times blocks in `e`…`e^s`."
     _, s = _ps_split(degree, e2 is not None)
     pw = [None, e] + ([e2] if e2 is not None and s > 1 else [])
-    while len(pw) <= s: pw.append(pw[-1] @ e)
+    while len(pw) <= s: pw.append(_sym_mm(pw[-1], e))
     def block(lo, hi):  # Σ c_j e^(j − lo) for j in lo..hi, without the constant term of p
         b = torch.zeros_like(e)
         for t in range(1, hi - lo + 1): b.add_(pw[t], alpha=_taylor[lo + t])
@@ -83,7 +119,7 @@ def _taylor_poly(
         return b
     starts = list(range(0, degree, s))  # the last block runs to `degree`: it may use e^s itself
     acc = block(starts[-1], degree)
-    for lo in starts[-2::-1]: acc = torch.baddbmm(block(lo, lo + s - 1), pw[s], acc)
+    for lo in starts[-2::-1]: acc = _sym_mm(pw[s], acc).add_(block(lo, lo + s - 1))
     return acc
 
 def newton_step(
@@ -94,9 +130,9 @@ def newton_step(
 ) -> torch.Tensor:
     "One Newton–Schulz step `x ← p(e)·x` (`x·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2)."
     left = x.shape[-2] <= x.shape[-1]
-    if degree == 1: return torch.baddbmm(x, e, x, alpha=-0.5) if left else torch.baddbmm(x, x, e, alpha=-0.5)
+    if degree == 1: return _mm(e, x, x, -0.5) if left else _mm(x, e, x, -0.5)
     p = _taylor_poly(e, degree, e2)
-    return torch.baddbmm(x, p, x) if left else torch.baddbmm(x, x, p)
+    return _mm(p, x, x) if left else _mm(x, p, x)
 
 # %% ../nbs/02_orth.ipynb #0563269b
 @functools.cache
@@ -217,7 +253,7 @@ def polar_steps(
         return polar_svd(x)
     return (yield from _newton_steps(xs, e, r, _auto_cap if method == 'auto' else _newton_cap, log))
 
-# %% ../nbs/02_orth.ipynb #5ef11a21
+# %% ../nbs/02_orth.ipynb #a904dc61
 def _newton_steps(x, e, r, cap, log):
     "Generator: Newton–Schulz steps from `x` with residual `e` (norm `r`) until one finishes; the SVD after `cap` steps."
     if r >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
@@ -228,7 +264,7 @@ def _newton_steps(x, e, r, cap, log):
     for _ in range(cap):
         d, finishes, e2 = *_next_degree(r, kn, target), None
         if d > 1 or (not finishes and kn <= _e2_cheap):  # E² is needed, or cheap and may show that one step finishes: ‖E‖₂ ≤ ‖E²‖_F^½
-            e2 = e @ e
+            e2 = _sym_mm(e, e)
             rho = _worst((yield torch.linalg.matrix_norm(e2))) ** 0.5
             if rho < r: r = rho
             d, finishes = _next_degree(r, kn, target, e2=True)
