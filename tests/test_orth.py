@@ -76,6 +76,20 @@ def test_every_layout_float32_svd_and_newton():
         orthogonalize_(net, 'all', method)
         assert max_dev(net, refs) <= 1e-5
 
+@pytest.mark.parametrize('method', ['newton', 'auto'])
+@pytest.mark.parametrize('rows', [True, False])
+@pytest.mark.parametrize('size', [1e-3, 1e-2, 5e-2])
+def test_large_batched_shapes_match_reference(method, rows, size):
+    "Shapes large enough for the staircase of symmetric products (k ≥ 256) and the per-matrix loop of large batches."
+    torch.manual_seed(0)
+    net = nn.Sequential(*[nn.Conv2d(288, 256, 1) for _ in range(3)], *[nn.Linear(256, 600) for _ in range(2)])
+    orthogonalize_(net, 'all', 'svd', rows)
+    with torch.no_grad():
+        for _, m in select_layers(net, 'all'): m.weight.add_(size * m.weight.abs().mean() * torch.randn_like(m.weight))
+    refs = [reference(m.weight, groups_of(m), rows) for _, m in select_layers(net, 'all')]
+    o = Orthogonalizer(net, 'all', method, rows); o()
+    assert [how for how, _ in o.log] == ['newton', 'newton'] and max_dev(net, refs) <= 1e-5
+
 # --- idempotence and the constraint right after a projection -------------------------------------------------
 
 @hyp
