@@ -46,7 +46,7 @@ def unit_rows(
     "`x` with every row scaled to unit length."
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
-# %% ../nbs/02_orth.ipynb #1428c645
+# %% ../nbs/02_orth.ipynb #8d24e2a9
 _loop_work = 2**24  # multiply-adds per matrix above which `_mm` loops over the batch on the CPU
 
 def _mm(
@@ -63,8 +63,8 @@ def _mm(
             if c is None: torch.mm(a[i], b[i], out=out[i])
             else: torch.addmm(c[i], a[i], b[i], alpha=alpha, out=out[i])
         return out
-    if c is not None: return torch.baddbmm(c, a, b, alpha=alpha, out=out) if out is not None else torch.baddbmm(c, a, b, alpha=alpha)
-    return torch.matmul(a, b, out=out) if out is not None else a @ b
+    kw = {} if out is None else {'out': out}
+    return torch.matmul(a, b, **kw) if c is None else torch.baddbmm(c, a, b, alpha=alpha, **kw)
 
 # %% ../nbs/02_orth.ipynb #1f30ecab
 def _sym_mm(
