@@ -37,13 +37,15 @@ def deviation(model, refs):
     "Largest absolute difference between the selected weights of `model` and `refs`."
     return max((m.weight.double() - r).abs().max().item() for (_, m), r in zip(select_layers(model, 'all'), refs))
 
-def best_time(f, restore, reps):
-    "Fastest of `reps` timed calls of `f`, each after `restore()`."
-    ts = []
+def best_times(fs, restore, reps):
+    "Fastest of `reps` timed calls of each of `fs`, each call after `restore()`, taken in turns so that all see the machine in the same state."
+    ts = [[] for _ in fs]
     for _ in range(reps):
-        restore(); t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts)
+        for f, t in zip(fs, ts):
+            restore(); t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+    return [min(t) for t in ts]
 
+@torch.no_grad()
 def by_shape(proj, restore, reps, k):
     "Print the `k` shapes of `proj` that cost the per-layer SVD loop most, each timed alone both ways."
     restore(); rows = []
@@ -51,8 +53,8 @@ def by_shape(proj, restore, reps, k):
         def svd_loop():
             for _, _, m, g in ents: rule(m.weight, g, torch.float32)
         log = []
-        t_svd = best_time(svd_loop, lambda: None, reps)
-        t_ours = best_time(lambda: (log.clear(), run_steps([project_steps(x, 'auto', proj.normalize_rows, log)])), lambda: None, reps)
+        t_svd, t_ours = best_times([svd_loop, lambda: (log.clear(), run_steps([project_steps(x, 'auto', proj.normalize_rows, log)]))],
+                                   lambda: None, reps)
         rows.append((t_svd, t_ours, f"{len(ents)} layer{'s' * (len(ents) > 1)} of {x.shape[1]}×{x.shape[2]}" + (f", {x.shape[0]} matrices" if x.shape[0] > len(ents) else ""), log[0]))
     tot = sum(r[0] for r in rows), sum(r[1] for r in rows)
     for t_svd, t_ours, what, (how, degs) in sorted(rows, key=lambda r: -r[0])[:k]:
@@ -78,8 +80,9 @@ def bench(name, lrs, reps, k=0):
         stepped = {k: v.clone() for k, v in model.state_dict().items()}
         refs = [rule(m.weight, getattr(m, 'groups', 1), torch.float64) for _, m in layers]
         restore = lambda: model.load_state_dict(stepped)
-        t_base = best_time(lambda: per_layer_svd_(model), restore, reps); d_base = deviation(model, refs)
-        t_ours = best_time(proj, restore, reps); d_ours = deviation(model, refs)
+        t_base, t_ours = best_times([lambda: per_layer_svd_(model), proj], restore, reps)
+        restore(); per_layer_svd_(model); d_base = deviation(model, refs)
+        restore(); proj(); d_ours = deviation(model, refs)
         steps = [len(d) for how, d in proj.log if how == 'newton']
         degs = [max(d) for how, d in proj.log if how == 'newton' and d]
         print(f"  SGD step lr {lr:g} (moves weights by {rel.median():.1%} median, {rel.max():.1%} max):")

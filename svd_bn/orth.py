@@ -46,8 +46,12 @@ def unit_rows(
     "`x` with every row scaled to unit length."
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(eps)
 
-# %% ../nbs/02_orth.ipynb #8d24e2a9
+# %% ../nbs/02_orth.ipynb #0e1af75b
 _loop_work = 2**24  # multiply-adds per matrix above which `_mm` loops over the batch on the CPU
+
+def _records_grad(*ts) -> bool:
+    "Whether autograd records an operation on the tensors `ts` (None entries ignored)."
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 def _mm(
     a:torch.Tensor,            # a batch of matrices, (B, k, p)
@@ -57,7 +61,8 @@ def _mm(
     out:torch.Tensor|None=None, # where to write the result, (B, k, n); may be a strided view
 ) -> torch.Tensor:
     "`a @ b`, or `c + alpha·a @ b`, matrix by matrix for large matrices on the CPU, else in one batched call."
-    if a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] > 1 and a.device.type == 'cpu' and a.shape[-2] * a.shape[-1] * b.shape[-1] >= _loop_work:
+    if (a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] > 1 and a.device.type == 'cpu' and not _records_grad(a, b, c)
+        and a.shape[-2] * a.shape[-1] * b.shape[-1] >= _loop_work):
         if out is None: out = a.new_empty(a.shape[0], a.shape[-2], b.shape[-1])
         for i in range(a.shape[0]):
             if c is None: torch.mm(a[i], b[i], out=out[i])
@@ -66,7 +71,7 @@ def _mm(
     kw = {} if out is None else {'out': out}
     return torch.matmul(a, b, **kw) if c is None else torch.baddbmm(c, a, b, alpha=alpha, **kw)
 
-# %% ../nbs/02_orth.ipynb #1f30ecab
+# %% ../nbs/02_orth.ipynb #5bd4c01e
 def _sym_mm(
     a:torch.Tensor,       # a batch of matrices, (..., k, p)
     b:torch.Tensor,       # a batch of matrices, (..., p, k), such that `a @ b` is Hermitian
@@ -75,7 +80,7 @@ def _sym_mm(
     "`a @ b` for a product known to be Hermitian: multiplies the blocks on and above the diagonal, mirrors the rest."
     k = a.shape[-2]
     if blocks is None: blocks = 4 if k >= 256 else 1
-    if blocks <= 1: return _mm(a, b)
+    if blocks <= 1 or _records_grad(a, b): return _mm(a, b)
     s = [k * i // blocks for i in range(blocks + 1)]
     out = a.new_empty(*torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]), k, k)
     for lo, hi in zip(s, s[1:]): _mm(a[..., lo:hi, :], b[..., lo:], out=out[..., lo:hi, lo:])

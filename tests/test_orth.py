@@ -178,6 +178,18 @@ def test_host_reads_are_shared_by_all_shapes(monkeypatch):
     assert len(calls) <= 2 * rounds           # each round reads ‖E‖_F, and at most once more ‖E²‖_F, for every shape at once
     assert calls == sorted(calls, reverse=True)
 
+@pytest.mark.parametrize('shape', [(2, 256, 300), (2, 300, 256), (1, 20, 30)])
+def test_polar_is_differentiable(shape):
+    "With autograd on, Newton–Schulz gives the SVD's gradient, at sizes that take the staircase and the per-matrix loop too."
+    torch.manual_seed(0)
+    q = polar_svd(torch.randn(shape, dtype=torch.float64))
+    x0, g, grads = q + 0.01 * torch.randn_like(q), torch.randn_like(q), {}
+    for method in ('svd', 'newton'):
+        x = x0.clone().requires_grad_()
+        y = polar(x, method); (y * g).sum().backward(); grads[method] = x.grad
+        assert (y.detach() - polar_svd(x0)).abs().max() <= 1e-12
+    assert (grads['svd'] - grads['newton']).abs().max() <= 1e-9 * grads['svd'].abs().max()
+
 def test_polar_batches():
     torch.manual_seed(0)
     x = torch.randn(5, 7, 3, dtype=torch.float64)
