@@ -5,12 +5,14 @@ then moved by one real SGD step (lr 0.01 and 0.1, random 64×64 images and label
 side in this process on the same stepped weights, and both are compared with a float64 SVD reference of the rule.
 Prints ratios; asserts nothing about time.
 
-Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3]`
-(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes.)
+Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3] [--conv auto]`
+(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes; `--conv on|off` forces large float32
+products through oneDNN's 1×1 convolution or `torch.mm`, instead of what `svd_bn.orth` measures to be faster here.)
 """
 import argparse, os, time
 import torch, torchvision
 from torch import nn
+import svd_bn.orth as orth
 from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, unit_rows, run_steps, project_steps
 
 def rule(w, groups, dtype):
@@ -102,8 +104,12 @@ if __name__ == '__main__':
     p.add_argument('--models', nargs='+', default=['resnet18', 'mobilenet_v2'])
     p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument('--by-shape', type=int, default=0, metavar='K', help='also time the K costliest shapes one by one')
+    p.add_argument('--conv', choices=['auto', 'on', 'off'], default='auto', help='large float32 products by 1×1 convolution: measured, forced on, or off')
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    orth._conv_products = dict(auto=None, on=True, off=False)[a.conv]
+    conv = orth._conv_faster(torch.get_num_threads()) if a.conv == 'auto' else a.conv == 'on'
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
-          f"(other processes on this machine make timings noisy), fastest of {a.reps}")
+          f"(other processes on this machine make timings noisy), fastest of {a.reps}; large products by "
+          f"{'1×1 convolution' if conv else 'torch.mm'} ({'measured here' if a.conv == 'auto' else 'forced'})")
     for name in a.models: bench(name, a.lrs, a.reps, a.by_shape)
