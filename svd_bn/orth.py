@@ -55,9 +55,9 @@ def _conv_prod(
     "`a @ b` computed as a 1×1 convolution (oneDNN on the CPU): `b`'s rows are the input channels, `a` is the kernel."
     return F.conv1d(b[None], a[:, :, None], dilation=2)[0]
 
-# %% ../nbs/02_orth.ipynb #7285e125
+# %% ../nbs/02_orth.ipynb #220f7dda
 _conv_products = None    # whether `_mm` multiplies large float32 CPU matrices by `_conv_prod`; None: as `_conv_faster` finds
-_conv_work = 2**25       # multiply-adds per matrix above which it does
+_conv_work = 2**24       # multiply-adds per matrix from which it does
 
 @functools.cache
 def _conv_faster(
@@ -77,7 +77,8 @@ def _use_conv(a:torch.Tensor, b:torch.Tensor) -> bool:
     "Whether `_mm` should multiply the float32 CPU matrices of `a` and `b` (batches) by `_conv_prod`."
     if not (a.device.type == b.device.type == 'cpu' and a.dtype == b.dtype == torch.float32): return False
     if a.shape[-2] * a.shape[-1] * b.shape[-1] < _conv_work: return False
-    return _conv_faster(torch.get_num_threads()) if _conv_products is None else _conv_products
+    if _conv_products is not None: return _conv_products
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and _conv_faster(torch.get_num_threads())
 
 # %% ../nbs/02_orth.ipynb #96513605
 _loop_work = 2**24  # multiply-adds per matrix above which `_mm` loops over the batch on the CPU

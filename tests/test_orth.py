@@ -79,8 +79,10 @@ def test_every_layout_float32_svd_and_newton():
 @pytest.mark.parametrize('method', ['newton', 'auto'])
 @pytest.mark.parametrize('rows', [True, False])
 @pytest.mark.parametrize('size', [1e-3, 1e-2, 5e-2])
-def test_large_batched_shapes_match_reference(method, rows, size):
-    "Shapes large enough for the staircase of symmetric products (k ≥ 256) and the per-matrix loop of large batches."
+@pytest.mark.parametrize('conv', [True, False])
+def test_large_batched_shapes_match_reference(method, rows, size, conv, monkeypatch):
+    "Shapes large enough for the staircase of symmetric products (k ≥ 256), the per-matrix loop of large batches, and products by 1×1 convolution (forced on and off)."
+    monkeypatch.setattr(orth, '_conv_products', conv)
     torch.manual_seed(0)
     net = nn.Sequential(*[nn.Conv2d(288, 256, 1) for _ in range(3)], *[nn.Linear(256, 600) for _ in range(2)])
     orthogonalize_(net, 'all', 'svd', rows)
@@ -89,6 +91,25 @@ def test_large_batched_shapes_match_reference(method, rows, size):
     refs = [reference(m.weight, groups_of(m), rows) for _, m in select_layers(net, 'all')]
     o = Orthogonalizer(net, 'all', method, rows); o()
     assert [how for how, _ in o.log] == ['newton', 'newton'] and max_dev(net, refs) <= 1e-5
+
+@pytest.mark.parametrize('rows', [True, False, 'tight'])
+def test_conv_products_agree_with_mm(rows, monkeypatch):
+    "A classifier-sized Linear and a tall 1×1 conv, projected after a step with products by 1×1 convolution and by torch.mm: same result, on the constraint."
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1280, 1000), nn.Conv2d(320, 1280, 1))
+    orthogonalize_(net, 'all', 'svd', rows)
+    with torch.no_grad():
+        for _, m in select_layers(net, 'all'): m.weight.add_(0.01 * m.weight.abs().mean() * torch.randn_like(m.weight))
+    stepped, outs = [m.weight.detach().clone() for m in net], []
+    for conv in (True, False):
+        monkeypatch.setattr(orth, '_conv_products', conv)
+        with torch.no_grad():
+            for m, w in zip(net, stepped): m.weight.copy_(w)
+        o = Orthogonalizer(net, 'all', 'auto', rows); o()
+        assert all(how == 'newton' for how, _ in o.log)
+        if rows is not True: assert o.error() <= 1e-5
+        outs.append([m.weight.detach().clone() for m in net])
+    assert max((a - b).abs().max().item() for a, b in zip(*outs)) <= 1e-5
 
 # --- idempotence and the constraint right after a projection -------------------------------------------------
 
