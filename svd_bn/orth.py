@@ -109,11 +109,11 @@ def _mm(
     kw = {} if out is None else {'out': out}
     return torch.matmul(a, b, **kw) if c is None else torch.baddbmm(c, a, b, alpha=alpha, **kw)
 
-# %% ../nbs/02_orth.ipynb #ad6f5085
+# %% ../nbs/02_orth.ipynb #20af495d
 def _sym_mm(
     a:torch.Tensor,       # a batch of matrices, (..., k, p)
     b:torch.Tensor,       # a batch of matrices, (..., p, k), such that `a @ b` is Hermitian
-    blocks:int|None=None, # row blocks; by default 4 when k ≥ 256, else 1: a plain product
+    blocks:int|None=None, # column blocks; by default 4 when k ≥ 256, else 1: a plain product
 ) -> torch.Tensor:
     "`a @ b` for a product known to be Hermitian: multiplies the column blocks down to the diagonal, mirrors the rest."
     k = a.shape[-2]
