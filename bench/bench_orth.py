@@ -108,7 +108,7 @@ if __name__ == '__main__':
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     orth._conv_products = dict(auto=None, on=True, off=False)[a.conv]
-    conv = orth._conv_faster(torch.get_num_threads()) if a.conv == 'auto' else a.conv == 'on'
+    big = torch.zeros(1, 512, 512); conv = orth._use_conv(big, big)  # what `_mm` does with a large float32 product
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
           f"(other processes on this machine make timings noisy), fastest of {a.reps}; large products by "
           f"{'1×1 convolution' if conv else 'torch.mm'} ({'measured here' if a.conv == 'auto' else 'forced'})")
