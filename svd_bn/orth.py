@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 import pandas as pd
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['matrix_view', 'polar_svd', 'unit_rows', 'gram_residual', 'newton_step', 'NonFinite', 'run_steps', 'polar_steps',
            'polar', 'orth_residual', 'tight_steps', 'project_steps', 'check_orth_options', 'is_pointwise',
-           'select_layers', 'Orthogonalizer', 'orthogonalize_', 'orth_error', 'orth_report']
+           'select_layers', 'skip_reason', 'other_weights', 'Orthogonalizer', 'orthogonalize_', 'orth_error',
+           'orth_report']
 
 # %% ../nbs/02_orth.ipynb #7fb1a184
 def matrix_view(
@@ -286,19 +288,19 @@ def polar_steps(
         if not all(map(math.isfinite, (yield nrm))): x = _check_finite(x, nrm)
         if log is not None: log.append(('svd', ()))
         return polar_svd(x)
-    xs = x * (k**0.5 / nrm.clamp_min(torch.finfo(nrm.dtype).tiny))[:, None, None]
+    xs = x * torch.where(nrm > 0, k**0.5 / nrm, 1.)[:, None, None]   # a zero matrix stays zero (no 0·∞)
     e = gram_residual(xs)
     v = yield torch.cat([nrm, torch.linalg.matrix_norm(e)])
     if not all(map(math.isfinite, v)): return (yield from polar_steps(_check_finite(x, nrm), method, log))
     r = _worst(v[len(nrm):])
-    if method == 'auto' and r >= _basin:
+    if min(v[:len(nrm)]) == 0 or (method == 'auto' and r >= _basin):  # no Newton step moves a zero matrix
         if log is not None: log.append(('svd', ()))
         return polar_svd(x)
-    return (yield from _newton_steps(xs, e, r, _auto_cap if method == 'auto' else _newton_cap, log))
+    return (yield from _newton_steps(xs, e, r, _auto_cap if method == 'auto' else _newton_cap, log, x))
 
 # %% ../nbs/02_orth.ipynb #a904dc61
-def _newton_steps(x, e, r, cap, log):
-    "Generator: Newton–Schulz steps from `x` with residual `e` (norm `r`) until one finishes; the SVD after `cap` steps."
+def _newton_steps(x, e, r, cap, log, x0):
+    "Generator: Newton–Schulz steps from `x` with residual `e` (norm `r`) until one finishes; else the SVD of the input `x0`."
     if r >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
         g = e.clone(); g.diagonal(dim1=-2, dim2=-1).add_(1)
         x = x / torch.linalg.matrix_norm(g).clamp_min(torch.finfo(x.dtype).tiny).sqrt()[:, None, None]
@@ -315,10 +317,11 @@ def _newton_steps(x, e, r, cap, log):
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
-        e = gram_residual(x)
+        e, prev = gram_residual(x), r
         r = _worst((yield torch.linalg.matrix_norm(e)))
+        if r >= 1 and r > 0.999 * prev: break  # stalled: a singular value at (or near) 0 barely moves
     if log is not None: log.append(('svd', tuple(degrees)))
-    return polar_svd(x)
+    return polar_svd(x0)  # the input's own SVD, so a rank-deficient matrix gets the same completion by every method
 
 # %% ../nbs/02_orth.ipynb #e0cc7c89
 def polar(
@@ -352,8 +355,9 @@ def tight_steps(
 ):
     "Generator: alternate the polar factor and unit rows (Tropp et al. 2005) until `x` is a unit-norm tight frame."
     tol = _tight_tol(x.dtype)
-    for _ in range(max_rounds):
-        if all(r <= tol for r in (yield orth_residual(x, 'tight'))): return x
+    for i in range(max_rounds):
+        v = yield torch.cat([orth_residual(x, 'tight'), (torch.linalg.vector_norm(x, dim=-1) == 0).any(-1).to(x.dtype)])
+        if all(r <= tol for r in v[:len(x)]) or (i and any(v[len(x):])): return x  # done, or a zero row: it stays zero
         x = unit_rows((yield from polar_steps(x, method, log)))
     return x
 
@@ -404,6 +408,39 @@ def select_layers(
     pick = _pickers[layers] if isinstance(layers, str) else layers
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, *_convs)) and pick(n, m)]
 
+# %% ../nbs/02_orth.ipynb #777dd043
+def skip_reason(
+    m:nn.Module,               # a Linear or conv chosen by `select_layers`
+    include_frozen:bool=False, # project weights that do not require grad too
+) -> str:
+    "Why the weight of `m` is left alone: 'parametrized', 'uninitialized', 'meta', 'empty' or 'frozen'; '' when it is projected."
+    w = m._parameters.get('weight')
+    if parametrize.is_parametrized(m, 'weight') or not isinstance(w, nn.Parameter): return 'parametrized'
+    if isinstance(w, nn.parameter.UninitializedParameter): return 'uninitialized'
+    if w.is_meta: return 'meta'
+    if w.numel() == 0: return 'empty'
+    return '' if include_frozen or w.requires_grad else 'frozen'
+
+
+# %% ../nbs/02_orth.ipynb #542d4c19
+def _other_reason(m:nn.Module) -> str:
+    "Why the weights of `m`, which is no Linear or conv, are never projected."
+    if isinstance(m, nn.modules.conv._ConvTransposeNd): return 'transposed conv'
+    if isinstance(m, nn.MultiheadAttention): return 'attention in_proj'
+    if isinstance(m, nn.RNNBase): return 'recurrent'
+    return 'not Linear or conv'
+
+def other_weights(
+    model:nn.Module, # a layer or a whole model
+) -> list:
+    "`(name, shape, reason)` of every parameter of 2 or more dims that belongs to no Linear or conv: never projected."
+    out = []
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Linear, *_convs, parametrize.ParametrizationList)): continue
+        for pn, p in m.named_parameters(recurse=False):
+            if p.ndim >= 2: out.append((f"{n}.{pn}" if n else pn, tuple(p.shape), _other_reason(m)))
+    return out
+
 # %% ../nbs/02_orth.ipynb #20861155
 def _work_dtype(dt:torch.dtype) -> torch.dtype:
     "The dtype to project weights of dtype `dt` in: float32 for half types."
@@ -419,30 +456,34 @@ class Orthogonalizer:
         layers:str|Callable='pointwise', # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`
         method:str='auto',               # 'svd' (exact), 'newton' (matmuls, warm-started) or 'auto'
         normalize_rows=True,             # wide groups: True (the write-up's step), 'tight' (a UNTF) or False (polar factor)
+        include_frozen:bool=False,       # project weights that do not require grad too
     ):
         check_orth_options(layers, method, normalize_rows)
-        self.model, self.method, self.normalize_rows = model, method, normalize_rows
-        self.layers = select_layers(model, layers)
-        plan = {}
-        for i, (n, m) in enumerate(self.layers):
-            g = getattr(m, 'groups', 1)
-            plan.setdefault((m.weight.shape[0] // g, m.weight[0].numel()), []).append((i, n, m, g))
-        self.plan, self.log = list(plan.values()), []
+        self.model, self.method, self.normalize_rows, self.include_frozen = model, method, normalize_rows, include_frozen
+        self.layers, self.log = select_layers(model, layers), []
+        self.others = other_weights(model) if layers == 'all' else []   # listed by `orth_report`, never projected
+
+    def skipped(self) -> list:
+        "`skip_reason` of every selected layer, now: '' for the layers a call projects."
+        return [skip_reason(m, self.include_frozen) for _, m in self.layers]
 
     def __len__(self): return len(self.layers)
-    def __repr__(self): return f"Orthogonalizer({len(self)} layers in {len(self.plan)} shapes, method={self.method!r}, normalize_rows={self.normalize_rows!r})"
+    def __repr__(self):
+        return f"Orthogonalizer({len(self)} layers, {self.skipped().count('')} projected, method={self.method!r}, normalize_rows={self.normalize_rows!r})"
 
 # %% ../nbs/02_orth.ipynb #e59ca58b
 @patch
-def _batches(self:Orthogonalizer) -> list:
+def _batches(self:Orthogonalizer, frozen:bool=False) -> list:
     "`(x, entries)` per batch: the stacked matrices of one shape, dtype and device, and their `(i, name, module, groups)`."
+    parts = {}
+    for i, ((n, m), why) in enumerate(zip(self.layers, self.skipped())):
+        if why and not (frozen and why == 'frozen'): continue
+        w, g = m.weight, getattr(m, 'groups', 1)
+        parts.setdefault((w.shape[0] // g, math.prod(w.shape[1:]), w.dtype, w.device), []).append((i, n, m, g))
     out = []
-    for grp in self.plan:
-        parts = {}
-        for ent in grp: parts.setdefault((ent[2].weight.dtype, ent[2].weight.device), []).append(ent)
-        for (dt, _), ents in parts.items():
-            xs = [matrix_view(m.weight, g) for _, _, m, g in ents]
-            out.append(((xs[0] if len(xs) == 1 else torch.cat(xs)).to(_work_dtype(dt)), ents))
+    for (*_, dt, _), ents in parts.items():
+        xs = [matrix_view(m.weight, g) for _, _, m, g in ents]
+        out.append(((xs[0] if len(xs) == 1 else torch.cat(xs)).to(_work_dtype(dt)), ents))
     return out
 
 # %% ../nbs/02_orth.ipynb #4c5a6d9b
@@ -472,10 +513,10 @@ def __call__(self:Orthogonalizer) -> nn.Module:
 @patch
 @torch.no_grad()
 def errors(self:Orthogonalizer) -> list:
-    "`orth_residual` of every selected layer (the largest over its groups), in the order of `self.layers`."
-    batches = self._batches()
+    "`orth_residual` of every selected layer (the largest over its groups), in the order of `self.layers`; NaN where there is no weight to measure."
+    batches = self._batches(frozen=True)
     vals = _to_host([orth_residual(x, self.normalize_rows) for x, _ in batches]) if batches else []
-    out = [0.] * len(self.layers)
+    out = [math.nan] * len(self.layers)
     for v, (_, ents) in zip(vals, batches):
         j = 0
         for i, _, _, g in ents: out[i] = _worst(v[j:j + g]); j += g
@@ -483,8 +524,9 @@ def errors(self:Orthogonalizer) -> list:
 
 @patch
 def error(self:Orthogonalizer) -> float:
-    "The largest `orth_residual` over the selected layers (0 when none is selected; NaN when a weight is)."
-    return _worst(self.errors()) if len(self) else 0.
+    "The largest `orth_residual` over the layers a call projects (0 when there are none; NaN when a weight is)."
+    errs = [e for e, why in zip(self.errors(), self.skipped()) if not why]
+    return _worst(errs) if errs else 0.
 
 # %% ../nbs/02_orth.ipynb #ea989f48
 def orthogonalize_(
@@ -492,27 +534,38 @@ def orthogonalize_(
     layers:str|Callable='pointwise', # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`
     method:str='auto',               # 'svd' (exact), 'newton' (matmuls, warm-started) or 'auto'
     normalize_rows=True,             # wide groups: True (the write-up's step), 'tight' (a UNTF) or False (polar factor)
+    include_frozen:bool=False,       # project weights that do not require grad too
 ) -> nn.Module:
-    "Project the weights of `layers` in `model` onto the nearest orthogonal matrices, in place."
-    return Orthogonalizer(model, layers, method, normalize_rows)()
+    "Project the weights of `layers` in `model` onto the nearest orthogonal matrices, in place (see `orth_report` for what is skipped)."
+    return Orthogonalizer(model, layers, method, normalize_rows, include_frozen)()
 
 # %% ../nbs/02_orth.ipynb #6eb8f0e6
 def orth_error(
     model:nn.Module,                 # a layer or a whole model
     layers:str|Callable='pointwise', # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`
     normalize_rows=True,             # the rule wide groups should satisfy: True or 'tight' (a UNTF), False (WᵀW = I)
+    include_frozen:bool=False,       # count weights that do not require grad too
 ) -> float:
-    "The largest entry-wise deviation from orthogonality over the weights of `layers` in `model`."
-    return Orthogonalizer(model, layers, 'auto', normalize_rows).error()
+    "The largest entry-wise deviation from orthogonality over the weights of `layers` in `model` that `orthogonalize_` projects."
+    return Orthogonalizer(model, layers, 'auto', normalize_rows, include_frozen).error()
 
 # %% ../nbs/02_orth.ipynb #59ed20f4
+def _weight_shape(m:nn.Module) -> tuple:
+    "The weight shape of the Linear or conv `m`, from its attributes: no parametrization runs, and a lazy layer gives its in-features as 0."
+    if isinstance(m, nn.Linear): return (m.out_features, m.in_features)
+    return (m.out_channels, m.in_channels // m.groups, *m.kernel_size)
+
 def orth_report(
     model:nn.Module,                 # a layer or a whole model
     layers:str|Callable='pointwise', # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`
     normalize_rows=True,             # the rule wide groups should satisfy: True or 'tight' (a UNTF), False (WᵀW = I)
+    include_frozen:bool=False,       # project weights that do not require grad too
 ) -> pd.DataFrame:
-    "One row per selected layer of `model`: name, weight shape, groups, matrix shape and `orth_residual`."
-    o = Orthogonalizer(model, layers, 'auto', normalize_rows)
-    rows = [dict(name=n, shape=tuple(m.weight.shape), groups=getattr(m, 'groups', 1)) for n, m in o.layers]
-    for r, e in zip(rows, o.errors()): r.update(matrix=f"{r['shape'][0] // r['groups']}×{math.prod(r['shape'][1:])}", error=e)
-    return pd.DataFrame(rows, columns=['name', 'shape', 'groups', 'matrix', 'error'])
+    "One row per selected layer of `model` (name, weight shape, groups, matrix shape, `orth_residual`, why it is `skipped`), then, for 'all', the weights never projected."
+    o = Orthogonalizer(model, layers, 'auto', normalize_rows, include_frozen)
+    rows = []
+    for (n, m), e, why in zip(o.layers, o.errors(), o.skipped()):
+        shape, g = _weight_shape(m), getattr(m, 'groups', 1)
+        rows.append(dict(name=n, shape=shape, groups=g, matrix=f"{shape[0] // g}×{math.prod(shape[1:])}", error=e, skipped=why))
+    rows += [dict(name=n, shape=s, groups=1, matrix='', error=math.nan, skipped=why) for n, s, why in o.others]
+    return pd.DataFrame(rows, columns=['name', 'shape', 'groups', 'matrix', 'error', 'skipped'])

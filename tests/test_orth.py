@@ -1,5 +1,5 @@
 "Property and bad-input tests of `svd_bn.orth`: every layout against a float64 SVD reference, idempotence, dtypes, devices, errors."
-import math
+import math, warnings
 import pytest, torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -339,8 +339,108 @@ def test_report_and_error_agree():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(8, 16, 3, groups=2), nn.Conv2d(16, 32, 1), nn.Flatten(), nn.Linear(32, 10))
     df = orth_report(net, 'all')
-    assert list(df.columns) == ['name', 'shape', 'groups', 'matrix', 'error']
+    assert list(df.columns) == ['name', 'shape', 'groups', 'matrix', 'error', 'skipped']
     assert list(df['name']) == ['0', '1', '3'] and list(df['groups']) == [2, 1, 1] and df['matrix'][0] == '8×36'
     assert math.isclose(df['error'].max(), orth_error(net, 'all'), rel_tol=1e-9)
     orthogonalize_(net, 'all')
     assert (orth_report(net, 'all')['error'] <= 1e-5).sum() == 2   # the wide 1×1 conv (32 per 16) is near, not on, a UNTF
+
+
+# --- what is skipped: frozen, parametrized, empty, meta, lazy; degenerate weights -----------------------------
+
+def test_frozen_weights_are_never_projected():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 8, 1), nn.Conv2d(8, 8, 1), nn.Flatten(), nn.Linear(8, 16), nn.Linear(16, 4))
+    net[1].requires_grad_(False); net[3].weight.requires_grad_(False)   # a wide one too: the default rule would move it every time
+    frozen = {k: net.state_dict()[k].clone() for k in ('1.weight', '3.weight')}
+    for method in ('svd', 'newton', 'auto'):
+        for rows in (True, 'tight', False): orthogonalize_(net, 'all', method, rows)
+    for k, v in frozen.items(): assert torch.equal(net.state_dict()[k], v)
+    assert list(orth_report(net, 'all')['skipped']) == ['', 'frozen', 'frozen', '']
+    orthogonalize_(net, 'all', normalize_rows=False, include_frozen=True)
+    assert orth_error(net, 'all', normalize_rows=False, include_frozen=True) <= 1e-5
+    net[1].requires_grad_(True)                                             # unfrozen: projected from the next call
+    o = Orthogonalizer(net, 'all')
+    assert o.skipped() == ['', '', 'frozen', '']
+
+@pytest.mark.parametrize('shape', [(1000, 768), (64, 64), (100, 50), (10, 768), (768, 1000)])
+def test_zero_weight_same_for_every_method(shape):
+    ws = {}
+    for method in ('svd', 'newton', 'auto'):
+        for rows in (True, False):
+            lin = nn.Linear(shape[1], shape[0])
+            with torch.no_grad(): lin.weight.zero_()
+            ws[method, rows] = orthogonalize_(lin, method=method, normalize_rows=rows).weight.detach().clone()
+            assert torch.isfinite(ws[method, rows]).all()
+    for rows in (True, False):
+        assert torch.equal(ws['svd', rows], ws['newton', rows]) and torch.equal(ws['svd', rows], ws['auto', rows])
+        w = ws['svd', rows]
+        g = w @ w.T if shape[0] <= shape[1] else w.T @ w
+        assert (g - torch.eye(min(shape))).abs().max() <= 1e-5
+
+def test_zero_wide_tight_stops():
+    lin = nn.Linear(4, 12)
+    with torch.no_grad(): lin.weight.zero_()
+    orthogonalize_(lin, normalize_rows='tight')   # zero rows can never get unit norm: it must stop, not run 500 rounds
+    assert torch.isfinite(lin.weight).all()
+
+@pytest.mark.parametrize('rank', [1, 3, 7])
+def test_rank_deficient_same_for_every_method(rank):
+    torch.manual_seed(rank)
+    w0 = torch.randn(8, rank) @ torch.randn(rank, 24)
+    out = {}
+    for method in ('svd', 'newton', 'auto'):
+        lin = nn.Linear(24, 8)
+        with torch.no_grad(): lin.weight.copy_(w0)
+        out[method] = orthogonalize_(lin, method=method).weight.detach()
+    assert (out['svd'] - out['newton']).abs().max() <= 1e-5 and (out['svd'] - out['auto']).abs().max() <= 1e-5
+    assert (out['svd'] @ out['svd'].T - torch.eye(8)).abs().max() <= 1e-5
+
+def test_non_finite_still_named_after_zero_fix():
+    lin = nn.Linear(768, 1000)
+    with torch.no_grad(): lin.weight.zero_(); lin.weight[3, 4] = float('inf')
+    for method in ('svd', 'newton', 'auto'):
+        with pytest.raises(ValueError, match='non-finite'): orthogonalize_(lin, method=method)
+
+def test_parametrized_weights_are_refused_and_listed():
+    from torch.nn.utils import parametrizations
+    torch.manual_seed(0)
+    for wrap in (parametrizations.weight_norm, parametrizations.spectral_norm, parametrizations.orthogonal):
+        conv = wrap(nn.Conv2d(8, 16, 1))
+        snap = {k: v.clone() for k, v in conv.state_dict().items()}
+        orthogonalize_(conv, 'all')
+        assert all(torch.equal(v, conv.state_dict()[k]) for k, v in snap.items())
+        assert list(orth_report(conv, 'all')['skipped']) == ['parametrized']
+    with pytest.warns(FutureWarning): old = torch.nn.utils.weight_norm(nn.Linear(4, 8))
+    snap = {k: v.clone() for k, v in old.state_dict().items()}
+    orthogonalize_(old)
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in snap.items())
+    assert list(orth_report(old)['skipped']) == ['parametrized']
+
+def test_empty_layers_do_not_block_the_model():
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # torch: "Initializing zero-element tensors is a no-op"
+        net = nn.Sequential(nn.Linear(5, 0), nn.Conv2d(4, 0, 1), nn.Linear(0, 5), nn.Conv2d(0, 4, 1), nn.Linear(6, 3))
+    orthogonalize_(net, 'all')
+    assert orth_error(net, 'all') <= 1e-5
+    df = orth_report(net, 'all')
+    assert list(df['skipped']) == ['empty'] * 4 + [''] and df['error'][:4].isna().all()
+
+def test_meta_and_lazy():
+    with torch.device('meta'): net = nn.Sequential(nn.Linear(4, 4), nn.Conv2d(3, 8, 1))
+    orthogonalize_(net, 'all')
+    assert list(orth_report(net, 'all')['skipped']) == ['meta', 'meta'] and orth_error(net, 'all') == 0.
+    lazy = nn.Sequential(nn.LazyLinear(6), nn.Linear(6, 3))
+    o = Orthogonalizer(lazy, 'all')
+    o()                                            # before the first forward: its shape is unknown, skipped
+    assert o.skipped() == ['uninitialized', '']
+    lazy(torch.randn(2, 10)); o()                  # after it: projected by the same projector
+    assert o.skipped() == ['', ''] and o.error() <= 1e-5
+
+def test_other_kinds_are_listed_with_all():
+    net = nn.Sequential(nn.ConvTranspose2d(4, 4, 1), nn.Embedding(10, 4), nn.LSTM(4, 4), nn.MultiheadAttention(8, 2), nn.Linear(8, 2))
+    df = orth_report(net, 'all')
+    assert list(df['name'][:2]) == ['3.out_proj', '4']   # the selected layers first: MHA's out_proj is a Linear
+    assert list(df['skipped']) == ['', '', 'transposed conv', 'not Linear or conv', 'recurrent', 'recurrent', 'attention in_proj']
+    assert len(orth_report(net, 'pointwise')) == 2    # only the selected kinds for the other choices
