@@ -70,7 +70,7 @@ def bench(name, lrs, reps, k=0):
     layers = select_layers(model, 'all')
     t = time.perf_counter(); proj = Orthogonalizer(model, 'all'); proj(); cold = time.perf_counter() - t
     n_svd = sum(how == 'svd' for how, _ in proj.log)
-    print(f"{name}: {len(layers)} layers in {len(proj.plan)} shapes. Cold first call (plan, then projection of the random init): "
+    print(f"{name}: {len(layers)} layers in {len(proj.log)} batches of one shape. Cold first call (plan, then projection of the random init): "
           f"{cold*1e3:.0f} ms, {n_svd} of {len(proj.log)} shapes by SVD")
     projected = {k: v.clone() for k, v in model.state_dict().items()}
     out = []

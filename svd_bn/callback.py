@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.schedule import LRFinder
 from .orth import Orthogonalizer, check_orth_options
 from .bias import init_bn_bias_
 
@@ -36,7 +37,7 @@ class OrthCallback(Callback):
         if bn_bias is not None and (isinstance(bn_bias, bool) or not isinstance(bn_bias, (int, float)) or not math.isfinite(bn_bias)):
             raise ValueError(f"Expected bn_bias to be None or a finite number. Got {bn_bias!r}.")
         store_attr()
-        self.proj, self.bias_done, self.n_steps, self.hist = None, False, 0, []
+        self.proj, self.bias_done, self.n_steps, self.hist, self.fits = None, False, 0, [], []
 
     def start_(self, model:nn.Module):
         "Set the BN biases (first time only), build the projector for `model` and project once."
@@ -51,7 +52,11 @@ class OrthCallback(Callback):
         self.n_steps += 1
         if self.n_steps % self.every == 0: self.proj()
 
-    def before_fit(self): self.proj = None  # fastai also sends `before_fit` from `validate` and `get_preds`
+    def before_fit(self):
+        nested = self.proj is not None and getattr(self.learn, 'training', False)  # `validate`/`get_preds` from inside a fit
+        lr_find = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+        if not nested: self.proj, self.fits = None, []
+        self.fits.append((nested, (self.bias_done, self.n_steps, len(self.hist)) if lr_find else None))
     def before_train(self):
         if self.proj is None: self.start_(self.model)  # the first training epoch of a fit
     def before_step(self): self.cancelled = False
@@ -59,7 +64,10 @@ class OrthCallback(Callback):
     def after_step(self):
         if not self.cancelled: self.step_()
     def after_train(self): self.hist.append((self.n_steps, self.proj.error()))
-    def after_fit(self): self.proj = None  # it holds the model's modules: not worth pickling with `learn.export`
+    def after_fit(self):
+        nested, saved = self.fits.pop() if self.fits else (False, None)
+        if saved: self.bias_done, self.n_steps, self.hist = saved[0], saved[1], self.hist[:saved[2]]  # lr_find restores the weights
+        if not nested: self.proj = None  # it holds the model's modules: not worth pickling with `learn.export`
 
 # %% ../nbs/04_callback.ipynb #c204fd1d
 @patch

@@ -10,7 +10,7 @@ from fastai.callback.core import Callback, CancelStepException
 from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import set_seed
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
-from svd_bn import OrthCallback, register_orth_hook, orth_error, orthogonalize_
+from svd_bn import OrthCallback, register_orth_hook, orth_error, orth_report, orthogonalize_
 from svd_bn.data import get_dls
 from svd_bn.models import small
 
@@ -263,3 +263,116 @@ def test_ddp_gloo_bit_identical():
     for rank, same, errs in res:
         assert same == [True] * 4
         assert max(errs) < 0.1
+
+# --- fastai's workflows: lr_find, freezing, fine_tune, nested validate, GradientAccumulation, between fits --------
+
+class BiasAtStart(Callback):
+    order = OrthCallback.order + 1
+    def before_fit(self): self.seen = None
+    def before_train(self):
+        if self.seen is None: self.seen = [m.bias.detach().clone() for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+def test_lr_find_then_fit_starts_like_a_fit(dls, tmp_path):
+    learn = learner(dls, [OrthCallback(bn_bias=1.)], path=tmp_path)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with learn.no_bar(), learn.no_logging(): learn.lr_find(show_plot=False)
+    assert all(torch.equal(v, learn.model.state_dict()[k]) for k, v in before.items())   # lr_find leaves the model as it found it
+    rec = BiasAtStart()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-2, cbs=rec)
+    assert rec.seen and all(torch.equal(b, torch.ones_like(b)) for b in rec.seen)
+    assert learn.orth.n_steps == len(dls.train) and learn.orth.hist[0][0] == 0
+    ref = learner(dls, [OrthCallback(bn_bias=1.)])                                       # the same fit without lr_find
+    with ref.no_bar(), ref.no_logging(): ref.fit(1, 1e-2)
+    assert [s for s, _ in ref.orth.hist] == [s for s, _ in learn.orth.hist]
+
+def test_frozen_weight_unchanged_by_fit(dls):
+    learn = learner(dls, [OrthCallback(layers='all')])
+    frozen = [learn.model[0][0].weight, [m for m in learn.model.modules() if isinstance(m, nn.Linear)][-1].weight]
+    for w in frozen: w.requires_grad_(False)
+    snap = [w.detach().clone() for w in frozen]
+    fit(learn, 1)
+    for w, s in zip(frozen, snap): assert torch.equal(w, s)
+    assert list(orth_report(learn.model, 'all')['skipped']).count('frozen') == 2
+    for w in frozen: w.requires_grad_(True)                  # unfrozen: projected from the next fit on
+    fit(learn, 1)
+    assert not any(torch.equal(w, s) for w, s in zip(frozen, snap))
+    assert (orth_report(learn.model, 'all')['skipped'] == '').all()
+
+def test_register_hook_skips_frozen(dls):
+    set_seed(0, reproducible=True)
+    model = small(c_in=1)
+    w = model[0][0].weight.requires_grad_(False)
+    snap = w.detach().clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    h = register_orth_hook(opt, model, layers='all')
+    xb, yb = (plain(t) for t in dls.one_batch())
+    for _ in range(2): nn.functional.cross_entropy(model(xb), yb).backward(); opt.step(); opt.zero_grad()
+    assert torch.equal(w, snap)
+    h.remove()
+
+def test_fine_tune_vision_learner_keeps_frozen_body():
+    from fastai.data.core import DataLoaders
+    from fastai.vision.learner import vision_learner
+    from torchvision.models import resnet18
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(160, 3, 16, 16, generator=g), torch.randint(0, 4, (160,), generator=g)
+    ds = list(zip(x, y))
+    dls3 = DataLoaders.from_dsets(ds[:128], ds[128:], bs=32, device='cpu')
+    class Check(Callback):
+        order = OrthCallback.order + 1
+        def __init__(self): self.res = []
+        def before_fit(self): self.snap = {n: p.detach().clone() for n, p in self.model.named_parameters() if not p.requires_grad}
+        def after_fit(self): self.res.append((len(self.snap), all(torch.equal(p, self.snap[n]) for n, p in self.model.named_parameters() if n in self.snap)))
+    set_seed(0, reproducible=True)
+    chk = Check()
+    learn = vision_learner(dls3, resnet18, pretrained=False, n_out=4, normalize=False, loss_func=nn.CrossEntropyLoss(),
+                           cbs=[OrthCallback(normalize_rows=False), chk])
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(1, 1e-3)
+    (n1, kept), (n2, _) = chk.res
+    assert n1 > 0 and kept and n2 == 0
+    assert orth_error(learn.model, normalize_rows=False) <= 1e-5
+
+class ValidateMidEpoch(Callback):
+    order = OrthCallback.order + 1
+    def __init__(self): self.steps = 0
+    def after_step(self): self.steps += 1
+    def after_batch(self):
+        if self.training and self.iter == 3: self.learn.validate()
+
+def test_validate_mid_epoch(dls):
+    mid = ValidateMidEpoch()
+    learn = learner(dls, [OrthCallback(normalize_rows=False), mid])
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-2)
+    assert learn.orth.n_steps == mid.steps > 0
+    assert orth_error(learn.model, normalize_rows=False) <= 1e-5
+    assert learn.orth.proj is None   # released at the end of the fit
+
+def test_gradient_accumulation_projects_real_steps(dls):
+    from fastai.callback.training import GradientAccumulation
+    chk = CheckAfter(normalize_rows=False)
+    learn = learner(dls, [OrthCallback(normalize_rows=False), GradientAccumulation(n_acc=128), chk])
+    fit(learn, 1)
+    assert learn.orth.n_steps == len(chk.errs) == len(dls.train) * dls.bs // 128
+    assert max(chk.errs) <= 1e-5
+
+def test_validate_get_preds_between_fits_keep_count(dls):
+    learn = learner(dls, [OrthCallback()])
+    fit(learn, 1)
+    learn.validate(); learn.get_preds(); learn.get_preds(ds_idx=0)
+    fit(learn, 1)
+    assert learn.orth.n_steps == 2 * len(dls.train)
+    assert [s for s, _ in learn.orth.hist] == [0, len(dls.train), len(dls.train), 2 * len(dls.train)]
+
+def test_bf16_learner_counts_every_step(dls):
+    learn = learner(dls, [OrthCallback(normalize_rows=False)]).to_bf16()
+    fit(learn, 1)
+    assert learn.orth.n_steps == len(dls.train)
+    assert orth_error(learn.model, normalize_rows=False) <= 1e-5
+
+def test_zero_head_with_all_layers(dls):
+    "A head that starts at zero, as torchvision's vit_b_16 has: the fit starts and projects it."
+    learn = learner(dls, [OrthCallback(layers='all', normalize_rows=False)])
+    lin = [m for m in learn.model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad(): lin.weight.zero_()
+    fit(learn, 1)
+    assert orth_error(learn.model, layers='all', normalize_rows=False) <= 1e-5
