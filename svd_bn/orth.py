@@ -433,12 +433,12 @@ def _other_reason(m:nn.Module) -> str:
 def other_weights(
     model:nn.Module, # a layer or a whole model
 ) -> list:
-    "`(name, shape, reason)` of every parameter of 2 or more dims that belongs to no Linear or conv: never projected."
+    "`(name, shape, reason)` of every parameter with 2 or more dims above 1 (a matrix, not a per-channel scale) that belongs to no Linear or conv: never projected."
     out = []
     for n, m in model.named_modules():
         if isinstance(m, (nn.Linear, *_convs, parametrize.ParametrizationList)): continue
         for pn, p in m.named_parameters(recurse=False):
-            if p.ndim >= 2: out.append((f"{n}.{pn}" if n else pn, tuple(p.shape), _other_reason(m)))
+            if sum(d > 1 for d in p.shape) >= 2: out.append((f"{n}.{pn}" if n else pn, tuple(p.shape), _other_reason(m)))
     return out
 
 # %% ../nbs/02_orth.ipynb #20861155
