@@ -10,12 +10,12 @@ import math
 import torch
 from torch import nn
 import matplotlib.pyplot as plt
+from .orth import Orthogonalizer, check_orth_options  # the package first: it silences fastai's import-time torch.jit warning
+from .bias import init_bn_bias_
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import LRFinder
-from .orth import Orthogonalizer, check_orth_options
-from .bias import init_bn_bias_
 
 # %% auto #0
 __all__ = ['OrthCallback', 'register_orth_hook']
