@@ -163,6 +163,7 @@ def test_export_load_learner(dls, tmp_path):
     learn2.dls = dls
     fit(learn2, 1)
     assert orth_error(learn2.model) < 1e-2
+    assert learn2.orth.n_steps == 2 * len(dls.train)   # the exported callback goes on counting real steps
 
 def test_bf16_autocast_cpu(dls):
     "A bfloat16 autocast loop on the CPU, with the hook; and bfloat16 weights."
