@@ -5,20 +5,19 @@ then moved by one real SGD step (lr 0.01 and 0.1, random 64×64 images and label
 side in this process on the same stepped weights, and both are compared with a float64 SVD reference of the rule.
 Prints ratios; asserts nothing about time.
 
-Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3] [--conv auto]`
-(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes; `--conv on|off` forces large float32
-products through oneDNN's 1×1 convolution or `torch.mm`, instead of what `svd_bn.orth` measures to be faster here.)
+Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3]`
+(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes.) Runs on CUDA when it is there.
 """
 import argparse, os, time
 import torch, torchvision
 from torch import nn
-import svd_bn.orth as orth
-from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, unit_rows, run_steps, project_steps
+import torch.nn.functional as F
+from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, _project
 
 def rule(w, groups, dtype):
     "The corrected write-up rule for one weight, computed in `dtype`: `U Vᵀ` per group, unit rows for wide groups."
     q = polar_svd(matrix_view(w.detach().to(dtype), groups))
-    return (unit_rows(q) if q.shape[1] > q.shape[2] else q).reshape(w.shape)
+    return (F.normalize(q, dim=-1) if q.shape[1] > q.shape[2] else q).reshape(w.shape)
 
 @torch.no_grad()
 def per_layer_svd_(model):
@@ -29,6 +28,8 @@ def sgd_step_(model, lr, bs=8, size=64, seed=0):
     "One SGD step of `model` on random images and labels."
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(bs, 3, size, size, generator=g), torch.randint(0, 1000, (bs,), generator=g)
+    dev = next(model.parameters()).device
+    x, y = x.to(dev), y.to(dev)
     model.train()
     nn.functional.cross_entropy(model(x), y).backward()
     with torch.no_grad():
@@ -41,11 +42,16 @@ def deviation(model, refs):
 
 def best_times(fs, restore, reps):
     "Fastest of `reps` timed calls of each of `fs`, each call after `restore()`, taken in turns so that all see the machine in the same state."
+    # Not `torch.utils.benchmark`: every timed call must start from the stepped weights, which its Timer cannot restore between calls.
     ts = [[] for _ in fs]
     for _ in range(reps):
         for f, t in zip(fs, ts):
-            restore(); t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+            restore(); sync(); t0 = time.perf_counter(); f(); sync(); t.append(time.perf_counter() - t0)
     return [min(t) for t in ts]
+
+def sync():
+    "Wait for the GPU, when there is one, so that a timing covers the work and not just its launch."
+    if torch.cuda.is_available(): torch.cuda.synchronize()
 
 @torch.no_grad()
 def by_shape(proj, restore, reps, k):
@@ -55,7 +61,7 @@ def by_shape(proj, restore, reps, k):
         def svd_loop():
             for _, _, m, g in ents: rule(m.weight, g, torch.float32)
         log = []
-        t_svd, t_ours = best_times([svd_loop, lambda: (log.clear(), run_steps([project_steps(x, 'auto', proj.normalize_rows, log)]))],
+        t_svd, t_ours = best_times([svd_loop, lambda: (log.clear(), _project([x], 'auto', proj.normalize_rows, log))],
                                    lambda: None, reps)
         rows.append((t_svd, t_ours, f"{len(ents)} layer{'s' * (len(ents) > 1)} of {x.shape[1]}×{x.shape[2]}" + (f", {x.shape[0]} matrices" if x.shape[0] > len(ents) else ""), log[0]))
     tot = sum(r[0] for r in rows), sum(r[1] for r in rows)
@@ -66,7 +72,7 @@ def by_shape(proj, restore, reps, k):
 def bench(name, lrs, reps, k=0):
     "Print the cold first-call time, then per-layer SVD against `Orthogonalizer(auto)` after one SGD step of each lr in `lrs`."
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = getattr(torchvision.models, name)(weights=None).to('cuda' if torch.cuda.is_available() else 'cpu')
     layers = select_layers(model, 'all')
     t = time.perf_counter(); proj = Orthogonalizer(model, 'all'); proj(); cold = time.perf_counter() - t
     n_svd = sum(how == 'svd' for how, _ in proj.log)
@@ -104,12 +110,9 @@ if __name__ == '__main__':
     p.add_argument('--models', nargs='+', default=['resnet18', 'mobilenet_v2'])
     p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument('--by-shape', type=int, default=0, metavar='K', help='also time the K costliest shapes one by one')
-    p.add_argument('--conv', choices=['auto', 'on', 'off'], default='auto', help='large float32 products by 1×1 convolution: measured, forced on, or off')
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
-    orth._conv_products = dict(auto=None, on=True, off=False)[a.conv]
-    big = torch.zeros(1, 512, 512); conv = orth._use_conv(big, big)  # what `_mm` does with a large float32 product
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
-          f"(other processes on this machine make timings noisy), fastest of {a.reps}; large products by "
-          f"{'1×1 convolution' if conv else 'torch.mm'} ({'measured here' if a.conv == 'auto' else 'forced'})")
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {dev}, load average {os.getloadavg()[0]:.1f} "
+          f"(other processes on this machine make timings noisy), fastest of {a.reps}")
     for name in a.models: bench(name, a.lrs, a.reps, a.by_shape)

@@ -22,7 +22,8 @@ from .data import get_dls, datasets, DownloadError
 from .orth import orth_error
 from .bias import init_bn_bias_
 from .callback import OrthCallback
-from .models import small, large, n_params
+from .models import small, large
+from fastai.callback.hook import total_params
 
 # %% auto #0
 __all__ = ['recipes', 'keys', 'models', 'quick', 'defaults', 'lr_steps', 'Config', 'ErrorLog', 'train_one', 'grid',
@@ -91,7 +92,7 @@ def train_one(
     secs = time.perf_counter() - t
     with learn.no_bar(): loss, acc = learn.validate()
     return dict(accuracy=float(acc), valid_loss=float(loss), orth_error=log.errs[-1], seconds=secs,
-                params=n_params(model), history=log.errs)
+                params=total_params(model)[0], history=log.errs)
 
 # %% ../nbs/05_experiments.ipynb #00bb65d7
 def grid(data='digits', models=('small', 'large'), opts=('sgd', 'adamw'), orth=(True, False), bn_bias=(1.,),
@@ -267,7 +268,7 @@ def main(argv=None) -> int:
     kw = dict(path=args.path) if args.path else {}
     meta = dict(command='svd-bn ' + ' '.join(sys.argv[1:] if argv is None else argv))
     if not args.no_bar:
-        for m in opt('models'): print(f"{m}: {n_params(models[m](c_in=3)):,} parameters (3 input channels)")
+        for m in opt('models'): print(f"{m}: {total_params(models[m](c_in=3))[0]:,} parameters (3 input channels)")
     try: df = ablate(configs, out, device=device, progress=not args.no_bar, meta=meta, **kw)
     except (DownloadError, FileNotFoundError, ValueError) as e:
         print(f"svd-bn: error: {e}", file=sys.stderr); return 1

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['conv_bn', 'InvertedResidual', 'OrthNet', 'n_params', 'small', 'large']
+__all__ = ['conv_bn', 'InvertedResidual', 'OrthNet', 'small', 'large']
 
 # %% ../nbs/03a_models.ipynb #68f8f0c2
 def conv_bn(
@@ -52,11 +52,6 @@ class OrthNet(nn.Sequential):
         super().__init__(conv_bn(c_in, stem, 3, 2), *[InvertedResidual(*b, expand=expand) for b in blocks],
                          nn.AdaptiveMaxPool2d(1), nn.Flatten(),
                          nn.Linear(nf, hidden, bias=False), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.3), nn.Linear(hidden, n_out))
-
-# %% ../nbs/03a_models.ipynb #e8af78a2
-def n_params(model:nn.Module) -> int:
-    "Number of parameters of `model`."
-    return sum(p.numel() for p in model.parameters())
 
 # %% ../nbs/03a_models.ipynb #32bc5e6c
 def small(c_in:int=3, n_out:int=10) -> OrthNet:
