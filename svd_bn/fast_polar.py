@@ -231,8 +231,8 @@ def _newton_steps(x, e, r, cap, log, x0):
     if r >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
         g = e.clone(); g.diagonal(dim1=-2, dim2=-1).add_(1)
         x = x / torch.linalg.matrix_norm(g).clamp_min(torch.finfo(x.dtype).tiny).sqrt()[:, None, None]
-        e = gram_residual(x)
-    target, kn, degrees = _target(x.dtype), min(x.shape[-2:]) / max(x.shape[-2:]), []
+        e, r = gram_residual(x), math.inf   # its norm is not read: classic steps until one is
+    target, kn, degrees, fro = _target(x.dtype), min(x.shape[-2:]) / max(x.shape[-2:]), [], r   # fro: the last ‖E‖_F read
     for _ in range(cap):
         d, finishes, e2 = *_next_degree(r, kn, target), None
         if d > 1 or (not finishes and kn <= _e2_cheap):  # E² is needed, or cheap and may show that one step finishes: ‖E‖₂ ≤ ‖E²‖_F^½
@@ -244,9 +244,10 @@ def _newton_steps(x, e, r, cap, log, x0):
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
-        e, prev = gram_residual(x), r
+        e = gram_residual(x)
         r = _worst((yield torch.linalg.matrix_norm(e)))
-        if r >= 1 and r > 0.999 * prev: break  # stalled: a singular value at (or near) 0 barely moves
+        if r >= 1 and r > 0.999 * fro: break  # stalled: a singular value at (or near) 0 barely moves
+        fro = r
     if log is not None: log.append(('svd', tuple(degrees)))
     return _polar_svd(x0)  # the input's own SVD, so a rank-deficient matrix gets the same completion by every method
 
