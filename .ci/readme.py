@@ -8,13 +8,17 @@ from nbconvert import MarkdownExporter
 root = Path(__file__).resolve().parent.parent
 
 def readme_text(nb_path=root/'index.ipynb') -> str:
-    "Markdown of `nb_path` with `#| hide` cells dropped and `#|` directives removed."
+    "Markdown of `nb_path` with `#| hide` cells dropped, `#| echo: false` cells reduced to their printed output, and `#|` directives removed."
     nb = nbformat.read(nb_path, as_version=4)
     keep = []
     for c in nb.cells:
         lines = c.source.splitlines()
         if c.cell_type == 'code':
             if any(re.match(r'#\|\s*hide\b', l) for l in lines): continue
+            if any(re.match(r'#\|\s*echo:\s*false\b', l) for l in lines):   # its printed output only, as markdown
+                text = ''.join(o.get('text', '') if o.output_type == 'stream' else o.get('data', {}).get('text/markdown', '') for o in c.get('outputs', []))
+                if text.strip(): keep.append(nbformat.v4.new_markdown_cell(text.strip()))
+                continue
             c = copy.deepcopy(c); c.source = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
             if not c.source: continue
         keep.append(c)

@@ -69,3 +69,36 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
     assert first not in calls and len(calls) == 3  # the finished run was skipped
     calls.clear()
     assert E.main(args) == 0 and calls == []
+
+def test_same_config_and_seed_give_the_same_row():
+    "The seed fixes the data order as well as the weights: run twice, the same numbers (same threads, same process)."
+    import torch
+    from svd_bn.data import get_dls
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        dls = get_dls('digits', train_size=256)
+        cfg = E.Config(epochs=2, model='small', opt='sgd', seed=3)
+        a, b = E.train_one(cfg, dls), E.train_one(cfg, dls)
+        other = E.train_one(E.Config(epochs=2, model='small', opt='sgd', seed=4), dls)
+    finally: torch.set_num_threads(n)
+    assert (a['accuracy'], a['valid_loss'], a['history']) == (b['accuracy'], b['valid_loss'], b['history'])
+    assert a['valid_loss'] != other['valid_loss']
+
+def test_sgd_recipe_lr_and_bn_momentum_by_epoch():
+    "The write-up's schedule in a 30-epoch run: lr 0.107, 0.0107 from epoch 10, 0.0017 from epoch 24; BN momentum 0.1, then 0.05 from epoch 10."
+    import torch
+    from fastai.callback.core import Callback
+    from svd_bn.data import get_dls
+    class Seen(Callback):
+        order = 61
+        def __init__(self): self.seen = {}
+        def before_batch(self):
+            if self.training and self.iter == 0: self.seen[self.epoch] = (self.opt.hypers[0]['lr'], [m.momentum for m in self.model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    seen, orig = Seen(), E.Learner
+    class L(orig):   # the runner's own Learner, with the recorder added
+        def __init__(self, *a, cbs=(), **kw): super().__init__(*a, cbs=list(cbs) + [seen], **kw)
+    E.Learner = L
+    try: E.train_one(E.Config(epochs=30, model='small', opt='sgd'), get_dls('digits', train_size=64))
+    finally: E.Learner = orig
+    for epoch, lr, mom in [(0, 0.107, 0.1), (9, 0.107, 0.1), (10, 0.0107, 0.05), (23, 0.0107, 0.05), (24, 0.0017, 0.05), (29, 0.0017, 0.05)]:
+        assert abs(seen.seen[epoch][0] - lr) < 1e-12 and set(seen.seen[epoch][1]) == {mom}
