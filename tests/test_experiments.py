@@ -17,7 +17,8 @@ def test_quick_exits_0_and_writes_three_files(quick):
     out, r = quick
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == {'results.csv', 'results.json', 'results.png'}
-    assert '| model | orth | optimizer | seed 0 | mean ± std |' in r.stdout
+    head = next(l for l in r.stdout.splitlines() if l.startswith('|'))
+    assert [c.strip() for c in head.strip('|').split('|')] == ['model', 'orth', 'optimizer', 'seed 0', 'mean ± std']
 
 def test_csv_one_row_per_config_and_seed(quick):
     out, _ = quick
