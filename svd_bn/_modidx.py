@@ -145,7 +145,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'svd_bn.orth._tight_tol': ('nbs/orth.html#_tight_tol', 'svd_bn/orth.py'),
                              'svd_bn.orth._weight_shape': ('nbs/orth.html#_weight_shape', 'svd_bn/orth.py'),
                              'svd_bn.orth._work_dtype': ('nbs/orth.html#_work_dtype', 'svd_bn/orth.py'),
-                             'svd_bn.orth._worst': ('nbs/orth.html#_worst', 'svd_bn/orth.py'),
                              'svd_bn.orth.check_orth_options': ('nbs/orth.html#check_orth_options', 'svd_bn/orth.py'),
                              'svd_bn.orth.matrix_view': ('nbs/orth.html#matrix_view', 'svd_bn/orth.py'),
                              'svd_bn.orth.orth_error': ('nbs/orth.html#orth_error', 'svd_bn/orth.py'),

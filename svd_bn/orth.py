@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 import pandas as pd
 from fastcore.basics import patch
-from .fast_polar import polar_batches, NonFinite
+from .fast_polar import polar_batches, NonFinite, _to_host, _worst
 
 # %% auto #0
 __all__ = ['matrix_view', 'polar_svd', 'orth_residual', 'check_orth_options', 'select_layers', 'skip_reason', 'Orthogonalizer',
@@ -221,16 +221,12 @@ def __call__(self:Orthogonalizer) -> nn.Module:
 def errors(self:Orthogonalizer) -> list:
     "`orth_residual` of every selected layer (the largest over its groups), in the order of `self.layers`; NaN where there is no weight to measure."
     batches = self._batches(frozen=True)
-    res = [orth_residual(x, self.normalize_rows) for x, _ in batches]
-    flat, vals, j = torch.cat(res).tolist() if res else [], [], 0
-    for r in res: vals.append(flat[j:j + len(r)]); j += len(r)
+    vals = _to_host([orth_residual(x, self.normalize_rows) for x, _ in batches]) if batches else []
     out = [math.nan] * len(self.layers)
     for v, (_, ents) in zip(vals, batches):
         j = 0
         for i, _, _, g in ents: out[i] = _worst(v[j:j + g]); j += g
     return out
-
-def _worst(v:list) -> float: return math.nan if any(map(math.isnan, v)) else max(v)   # Python's max may skip a NaN
 
 @patch
 def error(self:Orthogonalizer) -> float:
