@@ -4,28 +4,31 @@
 
 # %% ../nbs/00_data.ipynb #6cdec8d3
 from __future__ import annotations
-import socket, contextlib
+import socket, contextlib, hashlib
 from pathlib import Path
 import numpy as np, torch
 import svd_bn   # before fastai: the package silences fastai's import-time torch.jit warning
-from fastcore.basics import listify
-from fastai.data.core import Datasets, DataLoaders
-from fastai.data.transforms import (ItemGetter, Categorize, Normalize, IndexSplitter, GrandparentSplitter, TrainTestSplitter,
-                                    parent_label, get_image_files)
-from fastai.data.block import DataBlock, CategoryBlock
+from fastai.data.core import Datasets, DataLoaders, TfmdDL
+from fastai.data.transforms import ItemGetter, Categorize, Normalize, IntToFloatTensor, TrainTestSplitter, parent_label, get_image_files
 from fastai.data.external import URLs, untar_data, fastai_cfg
 from fastai.vision.core import PILImage, TensorImage
-from fastai.vision.data import ImageBlock
+from fastai.torch_core import TensorCategory
 
 # %% auto #0
-__all__ = ['datasets', 'channel_stats', 'balanced_subset', 'tensor_dls', 'digits_dls', 'DownloadError', 'download_guard',
-           'data_root', 'fashion_mnist_dls', 'folder_dls', 'cifar10_dls', 'write_fake_cifar', 'get_dls']
+__all__ = ['datasets', 'channel_stats', 'balanced_subset', 'TensorDL', 'tensor_dls', 'digits_dls', 'DownloadError',
+           'download_guard', 'data_root', 'fashion_mnist_dls', 'decode_folder', 'write_fake_cifar', 'folder_dls',
+           'cifar10_dls', 'get_dls']
 
 # %% ../nbs/00_data.ipynb #ab73095f
 def channel_stats(
     x:torch.Tensor, # a batch of images, (N, C, H, W)
 ) -> tuple:
-    "Per-channel mean and std of `x`, as two lists of floats."
+    "Per-channel mean and std of `x`, as two lists of floats; uint8 images count as `x/255`."
+    if x.dtype == torch.uint8:   # exact, from a histogram per channel: no float copy of all the images
+        h = torch.stack([torch.bincount(c.flatten(), minlength=256) for c in x.transpose(0, 1)]).double()
+        v, n = torch.arange(256, dtype=torch.float64) / 255, h[0].sum()
+        mean = (h * v).sum(1) / n
+        return mean.tolist(), ((h * (v - mean[:, None]) ** 2).sum(1) / (n - 1)).sqrt().tolist()
     x = x.transpose(0, 1).flatten(1).double()
     return x.mean(1).tolist(), x.std(1).tolist()
 
@@ -44,9 +47,36 @@ def balanced_subset(
     rest = rng.permutation(np.setdiff1d(np.arange(len(labels)), order))
     return sorted((order + list(rest))[:n])
 
+# %% ../nbs/00_data.ipynb #073b2113
+class TensorDL(TfmdDL):
+    "A fastai `TfmdDL` whose batches are slices of whole tensors held on the training device: no per-item work in an epoch."
+    def __init__(self,
+        dataset=None,            # the items, for decoding and showing (a fastai `Datasets` subset)
+        tensors:tuple|None=None, # the items stacked: one tensor per part, e.g. (images, class indices); None: stacked from `dataset` when first needed
+        **kwargs,                # passed to `TfmdDL`
+    ):
+        super().__init__(dataset, **{**kwargs, 'num_workers': 0})   # the data is in memory: worker processes would only copy it
+        self.tensors, self._held = tensors, None
+    def new(self, dataset=None, cls=None, **kwargs):
+        res = super().new(dataset, cls, **kwargs)
+        if dataset is None and 'tensors' not in kwargs: res.tensors = self.tensors   # same items, same tensors
+        return res
+    def _on_device(self) -> tuple:
+        "The stacked items on `self.device`, moved there once."
+        if self.tensors is None: self.tensors = tuple(torch.stack(list(t)) for t in zip(*(self.dataset[i] for i in range(self.n))))
+        dev = torch.device(self.device or self.tensors[0].device)
+        if self._held is None or self._held[0].device != dev: self._held = tuple(t.to(dev) for t in self.tensors)
+        return self._held
+    def create_batches(self, samps):
+        idx = torch.tensor(list(samps), dtype=torch.long)   # this epoch's order, from fastai's sampler (shuffle, rng)
+        if not len(idx): return
+        xs = self._on_device()
+        if self.drop_last: idx = idx[:len(idx) // self.bs * self.bs]
+        for b in idx.to(xs[0].device).split(self.bs): yield tuple(t[b] for t in xs)
+
 # %% ../nbs/00_data.ipynb #366aab7e
 def tensor_dls(
-    x:torch.Tensor,       # images, (N, C, H, W), float
+    x:torch.Tensor,       # images, (N, C, H, W): uint8 (0 to 255) or float
     y:list,               # one class name per image
     valid_idx:list,       # indices of the validation images
     vocab:list,           # class names, in label order
@@ -55,17 +85,21 @@ def tensor_dls(
     seed:int=0,           # seed for the subset
     **kwargs,             # passed to `Datasets.dataloaders`
 ) -> DataLoaders:
-    "`DataLoaders` over in-memory images `x` with labels `y`, normalized with training-set statistics."
-    valid = set(int(i) for i in valid_idx)
-    train_idx = [i for i in range(len(y)) if i not in valid]
+    "`TensorDL`s over in-memory images `x` with labels `y`, converted and normalized (training-set statistics) on the device."
+    valid = sorted(set(int(i) for i in valid_idx))
+    train_idx = sorted(set(range(len(y))) - set(valid))
     if train_size is not None: train_idx = [train_idx[i] for i in balanced_subset([y[j] for j in train_idx], train_size, seed)]
-    x = TensorImage(x.float())
-    keep = train_idx + sorted(valid)
-    items = [(x[i], y[i]) for i in keep]
-    splits = [list(range(len(train_idx))), list(range(len(train_idx), len(keep)))]
-    dsets = Datasets(items, tfms=[[ItemGetter(0)], [ItemGetter(1), Categorize(vocab=vocab, sort=False)]], splits=splits)
-    mean, std = channel_stats(x[train_idx])
-    return dsets.dataloaders(bs=bs, after_batch=[Normalize.from_stats(mean, std, cuda=False)], **kwargs)
+    keep, n = train_idx + valid, len(train_idx)
+    x = TensorImage(x[torch.tensor(keep, dtype=torch.long)])   # one copy, training images first; the items are views of it
+    names = [y[i] for i in keep]
+    o2i = {v: i for i, v in enumerate(vocab)}
+    yi = TensorCategory(torch.tensor([o2i[s] for s in names]))
+    items = list(zip(map(TensorImage, x.as_subclass(torch.Tensor).unbind(0)), names))
+    dsets = Datasets(items, tfms=[[ItemGetter(0)], [ItemGetter(1), Categorize(vocab=vocab, sort=False)]], splits=[range(n), range(n, len(keep))])
+    mean, std = channel_stats(x[:n])
+    tfms = ([IntToFloatTensor()] if x.dtype == torch.uint8 else []) + [Normalize.from_stats(mean, std, cuda=False)]
+    return dsets.dataloaders(bs=bs, dl_type=TensorDL, after_batch=tfms, **kwargs,
+                             dl_kwargs=[dict(tensors=(x[:n], yi[:n])), dict(tensors=(x[n:], yi[n:]))])
 
 # %% ../nbs/00_data.ipynb #48201743
 def digits_dls(bs:int=64, **kwargs) -> DataLoaders:
@@ -79,7 +113,10 @@ def digits_dls(bs:int=64, **kwargs) -> DataLoaders:
 
 # %% ../nbs/00_data.ipynb #f34f62b1
 class DownloadError(RuntimeError):
-    "A dataset could not be downloaded."
+    "Dataset `name` could not be downloaded, for the reason `why` (one line)."
+    def __init__(self, name:str, why:str): super().__init__(name, why); self.name, self.why = name, why   # args kept: it pickles
+    def __str__(self): return (f"Could not download {self.name!r} ({self.why}). With no internet, use get_dls(name='digits'), "
+                               f"which needs no download, or pass path= to a local copy.")
 
 # %% ../nbs/00_data.ipynb #8147d04d
 @contextlib.contextmanager
@@ -92,10 +129,7 @@ def download_guard(
     socket.setdefaulttimeout(timeout)
     try: yield
     except Exception as e:
-        why = ' '.join(str(e).split())  # one line, however many the underlying error had
-        raise DownloadError(f"Could not download {name!r} ({type(e).__name__}: {why}). "
-                            f"With no internet, use get_dls(name='digits'), which needs no download, "
-                            f"or pass path= to a local copy.") from e
+        raise DownloadError(name, f"{type(e).__name__}: {' '.join(str(e).split())}") from e   # one line, however many e had
     finally: socket.setdefaulttimeout(old)
 
 # %% ../nbs/00_data.ipynb #b0e8162d
@@ -114,41 +148,32 @@ def fashion_mnist_dls(bs:int=64, root=None, **kwargs) -> DataLoaders:
     y = [tr.classes[i] for i in torch.cat([tr.targets, te.targets])]
     return tensor_dls(x, y, range(len(tr), len(y)), vocab=tr.classes, bs=bs, **kwargs)
 
-# %% ../nbs/00_data.ipynb #3d158335
-def folder_dls(
-    path:Path,              # a folder with `train/<class>/*` and `test/<class>/*`
-    bs:int=64,              # batch size
-    train_size:int|None=None, # keep a class-balanced subset of this many training images
-    seed:int=0,             # seed for the subset and the statistics sample
-    n_stats:int=2000,       # training images used to estimate the normalization statistics
-    **kwargs,               # passed to `DataBlock.dataloaders`
-) -> DataLoaders:
-    "`DataLoaders` over an image folder in fastai's CIFAR layout, normalized with training-set statistics."
-    path = Path(path)
-    if not (path/'train').is_dir() or not (path/'test').is_dir():
-        raise FileNotFoundError(f"Expected a folder with train/<class>/ and test/<class>/ inside. Got {path}.")
-    files = get_image_files(path, folders=['train', 'test'])
-    train = [f for f in files if f.parent.parent.name == 'train']
-    if train_size is not None:
-        keep = set(train[i] for i in balanced_subset([parent_label(f) for f in train], train_size, seed))
-        files, train = [f for f in files if f.parent.parent.name == 'test' or f in keep], sorted(keep)
-    rng = np.random.default_rng(seed)
-    sample = [train[i] for i in rng.permutation(len(train))[:n_stats]]
-    x = torch.stack([torch.tensor(np.array(PILImage.create(f)), dtype=torch.float32).permute(2, 0, 1) / 255 for f in sample])
-    mean, std = channel_stats(x)
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: files,
-                      splitter=GrandparentSplitter(train_name='train', valid_name='test'), get_y=parent_label,
-                      batch_tfms=[Normalize.from_stats(mean, std, cuda=False)])
-    return block.dataloaders(path, bs=bs, **kwargs)
+# %% ../nbs/00_data.ipynb #d41b5f09
+def _fingerprint(path:Path, files:list) -> str:
+    "A short hash of the names, sizes and modification times of `files` under `path`."
+    h = hashlib.sha1()
+    for f in files: s = f.stat(); h.update(f"{f.relative_to(path)}\t{s.st_size}\t{s.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
-# %% ../nbs/00_data.ipynb #5a219561
-def cifar10_dls(bs:int=64, path=None, root=None, **kwargs) -> DataLoaders:
-    "CIFAR-10 (32×32, colour) from `path`, or from the cache `root/cifar10`, downloaded there by fastai when missing."
-    if path is None:
-        path = data_root(root)/'cifar10'
-        if not (path/'train').is_dir():
-            with download_guard('cifar10'): path = untar_data(URLs.CIFAR, data=data_root(root))
-    return folder_dls(path, bs=bs, **kwargs)
+# %% ../nbs/00_data.ipynb #a274377d
+def decode_folder(
+    path:Path,   # a folder with `train/<class>/*` and `test/<class>/*`
+    root=None,   # the cache's data folder; default fastai's
+) -> dict:
+    "Every image of `path` as one uint8 tensor `x` (N, C, H, W), with `labels`, `split` and `files`: decoded once, then read from a cache."
+    path = Path(path)
+    files = sorted(get_image_files(path, folders=['train', 'test']))
+    if not files: raise FileNotFoundError(f"Expected image files under {path}/train and {path}/test. Got none.")
+    cache = data_root(root)/'svd_bn'/f"{path.resolve().name}-{_fingerprint(path, files)}.pt"
+    if cache.exists(): return torch.load(cache)
+    ims = [np.asarray(PILImage.create(f)) for f in files]   # fastai's opener: RGB, whatever the file holds
+    shapes = {a.shape for a in ims}
+    if len(shapes) > 1: raise ValueError(f"Expected images of one size to stack. Got {len(shapes)} sizes under {path}: {sorted(shapes)[:3]}...")
+    d = dict(x=torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous(), labels=[parent_label(f) for f in files],
+             split=[f.parent.parent.name for f in files], files=[str(f.relative_to(path)) for f in files])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(d, cache.with_suffix('.tmp')); cache.with_suffix('.tmp').replace(cache)   # whole or absent, never half written
+    return d
 
 # %% ../nbs/00_data.ipynb #92bc0ec6
 def write_fake_cifar(
@@ -167,6 +192,32 @@ def write_fake_cifar(
             (path/split/c).mkdir(parents=True, exist_ok=True)
             for i in range(n): Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path/split/c/f'{i:04d}.{ext}')
     return path
+
+# %% ../nbs/00_data.ipynb #3d158335
+def folder_dls(
+    path:Path,              # a folder with `train/<class>/*` and `test/<class>/*`
+    bs:int=64,              # batch size
+    train_size:int|None=None, # keep a class-balanced subset of this many training images
+    seed:int=0,             # seed for the subset
+    root=None,              # the cache's data folder; default fastai's
+    **kwargs,               # passed to `Datasets.dataloaders`
+) -> DataLoaders:
+    "`TensorDL`s over an image folder in fastai's CIFAR layout, decoded once (`decode_folder`), normalized with training-set statistics."
+    path = Path(path)
+    if not (path/'train').is_dir() or not (path/'test').is_dir():
+        raise FileNotFoundError(f"Expected a folder with train/<class>/ and test/<class>/ inside. Got {path}.")
+    d = decode_folder(path, root)
+    valid = [i for i, s in enumerate(d['split']) if s == 'test']
+    return tensor_dls(d['x'], d['labels'], valid, sorted(set(d['labels'])), bs=bs, train_size=train_size, seed=seed, **kwargs)
+
+# %% ../nbs/00_data.ipynb #5a219561
+def cifar10_dls(bs:int=64, path=None, root=None, **kwargs) -> DataLoaders:
+    "CIFAR-10 (32×32, colour) from `path`, or from the cache `root/cifar10`, downloaded there by fastai when missing."
+    if path is None:
+        path = data_root(root)/'cifar10'
+        if not (path/'train').is_dir():
+            with download_guard('cifar10'): path = untar_data(URLs.CIFAR, data=data_root(root))
+    return folder_dls(path, bs=bs, root=root, **kwargs)
 
 # %% ../nbs/00_data.ipynb #8e7d61d7
 _loaders = dict(digits=digits_dls, fashion_mnist=fashion_mnist_dls, cifar10=cifar10_dls)

@@ -4,7 +4,9 @@
 
 # %% ../nbs/05_experiments.ipynb #f0361fd2
 from __future__ import annotations
-import argparse, json, math, random, sys, time
+import json, random, signal, time
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, fields
 from functools import partial
 from pathlib import Path
@@ -16,7 +18,7 @@ from fastai.metrics import accuracy
 from fastai.optimizer import SGD, Adam
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
-from .data import get_dls, datasets, DownloadError
+from .data import get_dls
 from .orth import orth_error
 from .bias import init_bn_bias_
 from .callback import OrthCallback
@@ -24,9 +26,8 @@ from .models import small, large
 from fastai.callback.hook import total_params
 
 # %% auto #0
-__all__ = ['recipes', 'keys', 'models', 'quick', 'defaults', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'grid',
-           'load_results', 'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'parser', 'main',
-           'orth_effect']
+__all__ = ['recipes', 'keys', 'models', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'grid', 'load_results',
+           'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'orth_effect']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 class WriteupSchedule(Callback):
@@ -96,7 +97,7 @@ def train_one(
     else:
         with learn.no_bar(), learn.no_logging(): fit()
     secs = time.perf_counter() - t
-    with learn.no_bar(): loss, acc = learn.validate()
+    loss, acc = learn.recorder.values[-1][1:3]   # the last epoch's validation: the model has not changed since
     return dict(accuracy=float(acc), valid_loss=float(loss), orth_error=log.errs[-1], seconds=secs,
                 params=total_params(model)[0], history=log.errs)
 
@@ -137,29 +138,90 @@ def save_results(out:Path, df:pd.DataFrame, hist:dict, meta:dict):
     (out/'results.json.tmp').replace(out/'results.json')
 
 # %% ../nbs/05_experiments.ipynb #e86a5850
+def _devices(device=None) -> list:
+    "The devices runs go to: `device`, or CUDA when available (every GPU visible, one per worker), else the CPU."
+    if device is None: device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    d = torch.device(device)
+    if d.type == 'cuda' and d.index is None: return [torch.device('cuda', i) for i in range(torch.cuda.device_count())]
+    return [d]
+
+# %% ../nbs/05_experiments.ipynb #495d63bb
+_worker = {}   # in a worker process: its device, and the DataLoaders it built
+
+def _init_worker(devices:list, counter, threads:int):
+    "Start a worker process: the next device of `devices` in turn, `threads` torch threads, and Ctrl-C left to the parent."
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops the workers itself, and reports once
+    with counter.get_lock(): k, counter.value = counter.value, counter.value + 1
+    dev = devices[k % len(devices)]
+    if dev.type == 'cuda': torch.cuda.set_device(dev)
+    torch.set_num_threads(threads)
+    _worker.update(device=dev, key=None)
+
+def _train_in_worker(cfg:Config, dls_kwargs:dict) -> dict:
+    "`train_one` in a worker process, which builds its `DataLoaders` once for all the runs it is given."
+    key = (cfg.data, cfg.bs, cfg.train_size)
+    if _worker['key'] != key:
+        _worker.update(key=key, dls=get_dls(cfg.data, bs=cfg.bs, train_size=cfg.train_size, device=_worker['device'], **dls_kwargs))
+    return train_one(cfg, _worker['dls'])
+
+# %% ../nbs/05_experiments.ipynb #db45ee06
+def _serial(todo:list, dls, progress:bool):
+    "Yield `(cfg, result)` for each of `todo`, trained here, one after the other."
+    for i, c in enumerate(todo):
+        if progress: print(f"[{i+1}/{len(todo)}] {_label(c)}", flush=True)
+        yield c, train_one(c, dls, progress=progress)
+
+def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
+    "Yield `(cfg, result)` for each of `todo` as it finishes, trained by `jobs` worker processes spread over `devices`."
+    ctx = mp.get_context('spawn')   # fresh interpreters: no CUDA state or thread pools inherited from this process
+    ex = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(devices, ctx.Value('i', 0), threads))
+    try:
+        futs = {ex.submit(_train_in_worker, c, dls_kwargs): c for c in todo}
+        for f in as_completed(futs): yield futs[f], f.result()
+    finally:   # done, or Ctrl-C, or a failed run: stop the runs in flight; the finished ones are saved already
+        procs = list((getattr(ex, '_processes', None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs: p.terminate()
+
+def _label(c:Config) -> str: return f"{c.model} {c.opt} orth={'yes' if c.orth else 'no'} bn_bias={c.bn_bias:g} seed={c.seed}"
+
+# %% ../nbs/05_experiments.ipynb #c7ed4924
 def ablate(
     configs:list,          # the `Config`s to run
-    out:Path,              # folder for results.csv, results.json and results.png
+    out:Path,              # folder for results.csv and results.json; it may hold only runs of `configs`
     dls=None,              # `DataLoaders` to use; built with `get_dls` when None
-    device=None,           # torch device; CUDA when available
-    progress:bool=True,    # fastprogress bars
+    device=None,           # torch device; CUDA when available (with jobs > 1, every GPU visible)
+    progress:bool=True,    # fastprogress bars (one run at a time) or a line per finished run (jobs > 1)
     meta:dict|None=None,   # stored in results.json (the command line, versions)
+    jobs:int=1,            # runs trained at once, each in its own process
+    threads:int|None=None, # torch threads per worker process; default this process's
     **dls_kwargs,          # passed to `get_dls`
 ) -> pd.DataFrame:
     "Run every `Config` of `configs` not already in `out`, saving after each; return all rows."
     df, hist = load_results(out)
+    mine = {config_key(c) for c in configs}
+    foreign = [k for k in map(config_key, (r for _, r in df.iterrows())) if k not in mine]
+    if foreign: raise ValueError(f"Expected {out} to hold only runs of this grid. It holds {len(foreign)} of another "
+                                 f"(e.g. {dict(zip(keys, foreign[0]))}): choose another folder.")
     done = {config_key(r) for _, r in df.iterrows()}
     todo = [c for c in configs if config_key(c) not in done]
-    if todo and dls is None:
+    if progress and done: print(f"{len(done)} of {len(configs)} runs already in {out}: skipped", flush=True)
+    if jobs > 1 and dls is not None: raise ValueError(f"Expected dls=None with jobs > 1 (each worker builds its own). Got {type(dls).__name__}.")
+    devices = _devices(device)
+    if todo and dls is None and jobs == 1:
         c = todo[0]
-        dls = get_dls(c.data, bs=c.bs, train_size=c.train_size, device=device, **dls_kwargs)
-    meta = dict(meta or {}, torch=torch.__version__, device=str(getattr(dls, 'device', device)))
-    for i, c in enumerate(todo):
-        if progress: print(f"[{i+1}/{len(todo)}] {c.model} {c.opt} orth={'yes' if c.orth else 'no'} bn_bias={c.bn_bias:g} seed={c.seed}", flush=True)
-        r = train_one(c, dls, progress=progress)
-        hist[config_key(c)] = r.pop('history')
-        df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
-        save_results(out, df, hist, meta)
+        dls = get_dls(c.data, bs=c.bs, train_size=c.train_size, device=devices[0], **dls_kwargs)
+    meta = dict(meta or {}, torch=torch.__version__, jobs=jobs,
+                device=str(dls.device) if jobs == 1 and dls is not None else ', '.join(map(str, devices)))
+    runs = (_serial(todo, dls, progress) if jobs == 1 else
+            _parallel(todo, min(jobs, len(todo) or 1), devices, threads or torch.get_num_threads(), dls_kwargs))
+    try:
+        for i, (c, r) in enumerate(runs):
+            hist[config_key(c)] = r.pop('history')
+            df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
+            save_results(out, df, hist, meta)
+            if progress and jobs > 1: print(f"[{i+1}/{len(todo)}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s", flush=True)
+    finally: runs.close()
     return df
 
 # %% ../nbs/05_experiments.ipynb #03ae89c5
@@ -191,104 +253,6 @@ def results_plot(df:pd.DataFrame, hist:dict, fname=None):
     fig.tight_layout()
     if fname: fig.savefig(fname, dpi=100); plt.close(fig)
     return fig
-
-# %% ../nbs/05_experiments.ipynb #402a8749
-class _Parser(argparse.ArgumentParser):
-    "An `ArgumentParser` whose errors are one line."
-    def error(self, message): self.exit(2, f"{self.prog}: error: {message}\n")
-
-def _choices(allowed, conv=str):
-    "An argparse type: a comma-separated list of values from `allowed`."
-    def f(s):
-        vals = [v.strip() for v in s.split(',') if v.strip()]
-        bad = [v for v in vals if v not in allowed]
-        if bad or not vals: raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}; got {s!r}")
-        return [conv(v) for v in dict.fromkeys(vals)]
-    return f
-
-def _floats(s):
-    "An argparse type: a comma-separated list of finite numbers."
-    try: vals = [float(v) for v in s.split(',')]
-    except ValueError: vals = []
-    if not vals or not all(math.isfinite(v) for v in vals): raise argparse.ArgumentTypeError(f"expected comma-separated numbers; got {s!r}")
-    return list(dict.fromkeys(vals))
-
-def _positive(s):
-    "An argparse type: an integer >= 1."
-    try: v = int(s)
-    except ValueError: v = 0
-    if v < 1: raise argparse.ArgumentTypeError(f"expected a positive integer; got {s!r}")
-    return v
-
-# %% ../nbs/05_experiments.ipynb #c25f5ec4
-quick = dict(models=['small'], seeds=1, epochs=2)
-defaults = dict(data='digits', models=['small', 'large'], opts=['sgd', 'adamw'], orth=[True, False], bn_bias=[1.], seeds=2, epochs=10, bs=64, out='ablate')
-
-def parser() -> argparse.ArgumentParser:
-    "The `svd-bn` command line."
-    p = _Parser(prog='svd-bn', description="Reproduce the write-up's ablation: SVD orthogonalization on/off, SGD/AdamW, small/large models.")
-    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
-    a = sub.add_parser('ablate', help='train the grid and print the table', description=(
-        "Train every combination and print the table. Models: small (175k parameters) and large (3.2M), reconstructions sized to "
-        "the write-up's table, not its code. SGD recipe, the write-up's: batch size 64, momentum 0.9, weight decay 1e-4, lr 0.107, "
-        "×0.1 at epoch int(0.35·epochs), 0.0017 from epoch int(0.8·epochs) (both scaled with --bs), BatchNorm momentum 0.1 "
-        "until the first drop, then 0.05. Differences: no restart of the momentum buffer after epoch 1, and inputs normalized "
-        "with the training set's channel statistics instead of mean 0.5, std 0.5. AdamW recipe: one-cycle to lr 4e-3, "
-        "weight decay 1e-2. The projection is OrthCallback() with its defaults (layers='pointwise', method='auto')."))
-    a.add_argument('--data', choices=datasets, default=None, help="dataset (default: digits, embedded and offline)")
-    a.add_argument('--path', default=None, help="a local CIFAR-10 folder in fastai's layout (default: download into fastai's cache)")
-    a.add_argument('--models', type=_choices(list(models)), default=None, help="default: small,large (--quick: small)")
-    a.add_argument('--opts', type=_choices(['sgd', 'adamw']), default=None, help="default: sgd,adamw")
-    a.add_argument('--orth', type=_choices(['yes', 'no'], lambda v: v == 'yes'), default=None, help="default: yes,no")
-    a.add_argument('--bn-bias', type=_floats, default=None, help="BatchNorm bias init values; default: 1")
-    a.add_argument('--seeds', type=_positive, default=None, help="seeds per configuration; default: 2 (--quick: 1)")
-    a.add_argument('--epochs', type=_positive, default=None, help="default: 10 (--quick: 2); the write-up used 30 on CIFAR-10")
-    a.add_argument('--bs', type=_positive, default=None, help="batch size; default: 64")
-    a.add_argument('--train-size', type=_positive, default=None, help="train on a class-balanced subset of this many images; default: all")
-    a.add_argument('--device', default=None, help="torch device; default: cuda when available, else cpu")
-    a.add_argument('--threads', type=_positive, default=None, help="torch CPU threads per run; default: 1 on the CPU (these small nets train fastest on one thread, and two threads per run on a busy 2-core machine were 5x slower)")
-    a.add_argument('--quick', action='store_true', help="a small grid for CI: small model, 1 seed, 2 epochs")
-    a.add_argument('--out', default=None, help="output folder; default: ./ablate. Finished runs there are skipped")
-    a.add_argument('--no-bar', action='store_true', help="hide the progress bars")
-    return p
-
-# %% ../nbs/05_experiments.ipynb #f431f68a
-def _device(s):
-    "The torch device `s` (default CUDA when available), or None when it does not exist here."
-    if s is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: d = torch.device(s)
-    except (RuntimeError, ValueError): return None
-    if d.type == 'cuda' and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()): return None
-    return d if d.type in ('cpu', 'cuda') else None
-
-# %% ../nbs/05_experiments.ipynb #109b6d87
-def main(argv=None) -> int:
-    "Entry point of `svd-bn` and `python -m svd_bn`."
-    p = parser()
-    args = p.parse_args(argv)
-    opt = lambda k: getattr(args, k) if getattr(args, k) is not None else (quick.get(k, defaults[k]) if args.quick else defaults[k])
-    device = _device(args.device)
-    if device is None: p.error(f"argument --device: expected cpu or an available cuda device; got {args.device!r}")
-    if args.path and opt('data') != 'cifar10': p.error(f"argument --path: expected only with --data cifar10; got --data {opt('data')}")
-    if device.type == 'cpu': torch.set_num_threads(args.threads or 1)
-    out = Path(opt('out'))
-    configs = grid(opt('data'), opt('models'), opt('opts'), opt('orth'), opt('bn_bias'), opt('seeds'), opt('epochs'), opt('bs'), args.train_size)
-    kw = dict(path=args.path) if args.path else {}
-    meta = dict(command='svd-bn ' + ' '.join(sys.argv[1:] if argv is None else argv), threads=torch.get_num_threads())
-    if not args.no_bar:
-        for m in opt('models'): print(f"{m}: {total_params(models[m](c_in=3))[0]:,} parameters (3 input channels)")
-    try: df = ablate(configs, out, device=device, progress=not args.no_bar, meta=meta, **kw)
-    except (DownloadError, FileNotFoundError, ValueError) as e:
-        print(f"svd-bn: error: {e}", file=sys.stderr); return 1
-    except KeyboardInterrupt:
-        print(f"\nsvd-bn: interrupted; finished runs are kept in {out/'results.csv'}; run again to resume", file=sys.stderr); return 130
-    keys_ = {config_key(c) for c in configs}
-    df = df[[config_key(r) in keys_ for _, r in df.iterrows()]]
-    _, hist = load_results(out)
-    results_plot(df, hist, out/'results.png')
-    print(results_table(df))
-    print(f"\nwrote {out/'results.csv'}, {out/'results.json'}, {out/'results.png'}")
-    return 0
 
 # %% ../nbs/05_experiments.ipynb #8d01be91
 def orth_effect(df:pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 import time, gzip
 from pathlib import Path
 import numpy as np, pytest, torch
-from svd_bn.data import get_dls, write_fake_cifar, DownloadError
+from svd_bn.data import get_dls, write_fake_cifar, DownloadError, TensorDL
 
 def test_digits_shapes():
     dls = get_dls('digits', bs=32)
@@ -38,16 +38,36 @@ def test_fashion_mnist_from_cache(tmp_path):
 @pytest.mark.parametrize('ext', ['png', 'jpg'])
 def test_cifar10_from_cache(tmp_path, ext):
     write_fake_cifar(tmp_path/'cifar10', ext=ext)
-    dls = get_dls('cifar10', bs=4, root=tmp_path, num_workers=0)
+    dls = get_dls('cifar10', bs=4, root=tmp_path)
     assert dls.one_batch()[0].shape == (4, 3, 32, 32)
     assert dls.vocab == ['cat', 'dog', 'frog']
 
 def test_cifar10_local_folder_and_subset(tmp_path):
     write_fake_cifar(tmp_path/'c', n_train=10)
-    dls = get_dls('cifar10', path=tmp_path/'c', train_size=9, bs=3, num_workers=0)
+    dls = get_dls('cifar10', path=tmp_path/'c', train_size=9, bs=3, root=tmp_path)
     assert len(dls.train_ds) == 9 and len(dls.valid_ds) == 6
     labels = [dls.vocab[int(y)] for _, y in dls.train_ds]
     assert sorted(labels.count(c) for c in dls.vocab) == [3, 3, 3]
+
+def test_tensor_path_keeps_fastai_workflows(tmp_path):
+    "show_batch, export and load_learner, a test set: the tensor data path is still fastai's DataLoaders."
+    import matplotlib; matplotlib.use('Agg')
+    from fastai.learner import Learner, load_learner
+    from svd_bn.models import small
+    write_fake_cifar(tmp_path/'c', n_train=5, n_test=2)
+    dls = get_dls('cifar10', path=tmp_path/'c', bs=4, root=tmp_path)
+    assert type(dls.train) is TensorDL and type(dls.valid) is TensorDL
+    assert dls.one_batch()[0].dtype == torch.float32 and dls.train.tensors[0].dtype == torch.uint8   # converted per batch
+    dls.show_batch(max_n=4)
+    learn = Learner(dls, small(c_in=3, n_out=dls.c))
+    preds, _ = learn.get_preds()
+    learn.export(tmp_path/'m.pkl')
+    assert (tmp_path/'m.pkl').stat().st_size < 2 * sum(p.numel() * 4 for p in learn.model.parameters()) + 100_000   # no images inside
+    l2 = load_learner(tmp_path/'m.pkl')
+    assert l2.dls.train.tensors is None
+    items = [dls.valid_ds[i] for i in range(len(dls.valid_ds))]
+    p2, _ = l2.get_preds(dl=l2.dls.test_dl(items))
+    torch.testing.assert_close(p2, preds)
 
 def test_bad_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='Expected a folder with train/<class>/ and test/<class>/'):
@@ -68,6 +88,6 @@ LOCAL = Path(__file__).resolve().parents[2]/'shared'/'data'/'cifar10'
 
 @pytest.mark.skipif(not LOCAL.is_dir(), reason=f'no local CIFAR-10 at {LOCAL}')
 def test_real_cifar10_local():
-    dls = get_dls('cifar10', path=LOCAL, train_size=200, bs=50)
+    dls = get_dls('cifar10', path=LOCAL, train_size=200, bs=50)   # the first run decodes all 60,000 images into the cache (about 15 s)
     xb, yb = dls.one_batch()
     assert xb.shape == (50, 3, 32, 32) and len(dls.vocab) == 10 and len(dls.valid_ds) == 10_000

@@ -1,8 +1,9 @@
 "svd-bn ablate: the command, its files, its errors, and resuming."
-import csv, json, subprocess, sys
+import csv, json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import svd_bn.experiments as E
+import svd_bn.cli as C
 
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, '-m', 'svd_bn', *args], capture_output=True, text=True, timeout=timeout)
@@ -23,12 +24,12 @@ def test_quick_exits_0_and_writes_three_files(quick):
 def test_csv_one_row_per_config_and_seed(quick):
     out, _ = quick
     rows = list(csv.DictReader(open(out/'results.csv')))
-    cfgs = E.grid(models=E.quick['models'], seeds=E.quick['seeds'], epochs=E.quick['epochs'])
+    cfgs = E.grid(models=C.quick['models'], seeds=C.quick['seeds'], epochs=C.quick['epochs'])
     assert len(rows) == len(cfgs)
     assert sorted((r['model'], r['opt'], r['orth'], r['seed']) for r in rows) == sorted((c.model, c.opt, str(c.orth), str(c.seed)) for c in cfgs)
     assert all(0.5 < float(r['accuracy']) <= 1 for r in rows)  # chance is 0.1
     runs = json.loads((out/'results.json').read_text())['runs']
-    assert len(runs) == len(rows) and all(len(r['history']) == E.quick['epochs'] + 1 for r in runs)
+    assert len(runs) == len(rows) and all(len(r['history']) == C.quick['epochs'] + 1 for r in runs)
 
 @pytest.mark.parametrize('args,msg', [(['--data', 'mnist'], "argument --data: invalid choice: 'mnist'"),
                                       (['--models', 'small,huge'], 'argument --models'),
@@ -50,7 +51,26 @@ def test_console_script_is_installed():
 def test_offline_dataset_is_one_line_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'fastai'))
     r = run('ablate', '--data', 'cifar10', '--quick', '--no-bar', '--out', str(tmp_path/'o'), timeout=120)
-    assert r.returncode == 1 and "Could not download 'cifar10'" in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("svd-bn ablate: error: could not download 'cifar10'") and '--data digits' in r.stderr and '--path' in r.stderr
+
+def test_help_and_bad_arguments_need_no_torch():
+    "`svd-bn --help` answers before torch and fastai load (they take seconds to import)."
+    code = ("import sys\nfrom svd_bn.cli import main\n"
+            "for a in (['--help'], ['ablate', '--help'], ['ablate', '--seeds', '0']):\n"
+            "    try: main(a)\n    except SystemExit: pass\n"
+            "print('loaded:', 'torch' in sys.modules, 'fastai' in sys.modules)")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip().splitlines()[-1] == 'loaded: False False', r.stdout[-500:] + r.stderr[-500:]
+    assert 'int(0.35·epochs)' in r.stdout and 'BatchNorm momentum 0.1' in r.stdout   # the recipe is in the help
+
+def test_default_out_is_named_by_the_grid_and_other_grids_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ['ablate', '--models', 'small', '--opts', 'sgd', '--orth', 'yes', '--seeds', '1', '--epochs', '1', '--train-size', '64', '--no-bar']
+    assert C.main(args) == 0
+    assert (tmp_path/'ablate'/'digits-small-sgd-orth-yes-1seeds-1ep-n64'/'results.csv').exists()
+    r = run(*args[:-1], '--epochs', '2', '--no-bar', '--out', str(tmp_path/'ablate'/'digits-small-sgd-orth-yes-1seeds-1ep-n64'), timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'holds 1 of another' in r.stderr
 
 def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch):
     calls, real, interrupted = [], E.train_one, []
@@ -60,16 +80,16 @@ def test_interrupted_run_keeps_rows_and_resume_skips_them(tmp_path, monkeypatch)
         return real(cfg, dls, progress)
     monkeypatch.setattr(E, 'train_one', flaky)
     args = ['ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '1', '--no-bar', '--out', str(tmp_path)]
-    assert E.main(args) == 130
+    assert C.main(args) == 130
     assert len(list(csv.DictReader(open(tmp_path/'results.csv')))) == 1
     first = calls[0]
     calls.clear()
-    assert E.main(args) == 0
+    assert C.main(args) == 0
     rows = list(csv.DictReader(open(tmp_path/'results.csv')))
     assert len(rows) == 4  # orth yes/no × 2 seeds
     assert first not in calls and len(calls) == 3  # the finished run was skipped
     calls.clear()
-    assert E.main(args) == 0 and calls == []
+    assert C.main(args) == 0 and calls == []
 
 def test_same_config_and_seed_give_the_same_row():
     "The seed fixes the data order as well as the weights: run twice, the same numbers (same threads, same process)."
@@ -103,3 +123,60 @@ def test_sgd_recipe_lr_and_bn_momentum_by_epoch():
     finally: E.Learner = orig
     for epoch, lr, mom in [(0, 0.107, 0.1), (9, 0.107, 0.1), (10, 0.0107, 0.05), (23, 0.0107, 0.05), (24, 0.0017, 0.05), (29, 0.0017, 0.05)]:
         assert abs(seen.seen[epoch][0] - lr) < 1e-12 and set(seen.seen[epoch][1]) == {mom}
+
+def _rows(out):
+    return {E.config_key(r): (r['accuracy'], r['valid_loss'], r['orth_error']) for _, r in E.load_results(out)[0].iterrows()}
+
+def _workers(pid):
+    "The pool's worker processes of `pid` (not multiprocessing's resource tracker)."
+    kids = [int(k) for t in Path(f'/proc/{pid}/task').iterdir() for k in (t/'children').read_text().split()]
+    return [k for k in kids if b'spawn_main' in Path(f'/proc/{k}/cmdline').read_bytes()]
+
+def _alive(pid):
+    try: return Path(f'/proc/{pid}/stat').read_text().split(') ')[1][0] not in 'ZX'
+    except FileNotFoundError: return False
+
+def test_jobs_crash_and_ctrl_c_lose_no_row_and_rows_equal_serial(tmp_path):
+    "--jobs 2: a killed worker, then Ctrl-C, each keep every finished row; the rerun resumes; the rows are the serial run's, bit for bit."
+    out = tmp_path/'par'
+    args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--epochs', '2', '--train-size', '256', '--jobs', '2', '--no-bar', '--out', str(out)]
+    n_rows = lambda: len(E.load_results(out)[0])
+    def start_and_wait(n):
+        p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.time()
+        while n_rows() < n and p.poll() is None and time.time() - t < 240: time.sleep(0.05)
+        assert p.poll() is None, p.communicate()[1][-2000:]   # still training the rest
+        return p
+    p = start_and_wait(1)
+    os.kill(_workers(p.pid)[0], signal.SIGKILL)                   # a worker crashes
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 1 and 'a worker process died' in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    n1 = n_rows()
+    assert 1 <= n1 < 8
+    p = start_and_wait(n1 + 1)
+    ws = _workers(p.pid)
+    p.send_signal(signal.SIGINT)                                  # Ctrl-C
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and 'finished runs are kept' in err and 'Traceback' not in err, err[-2000:]
+    time.sleep(0.5)
+    assert ws and not any(map(_alive, ws))                        # no worker left running
+    assert n_rows() > n1
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and n_rows() == 8, r.stderr[-2000:]
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)         # the workers' thread count (the CLI's default on the CPU)
+    try: E.ablate(E.grid(models=['small'], epochs=2, train_size=256), tmp_path/'serial', progress=False)
+    finally: torch.set_num_threads(n)
+    assert _rows(out) == _rows(tmp_path/'serial')
+
+def test_row_is_the_last_validation():
+    "train_one reads loss and accuracy from the last epoch's validation, which a fresh validate() repeats exactly."
+    from svd_bn.data import get_dls
+    seen, orig = [], E.Learner
+    class L(orig):
+        def __init__(self, *a, **kw): super().__init__(*a, **kw); seen.append(self)
+    E.Learner = L
+    try: r = E.train_one(E.Config(epochs=1, model='small', opt='adamw'), get_dls('digits', train_size=128))
+    finally: E.Learner = orig
+    with seen[0].no_bar(): loss, acc = seen[0].validate()
+    assert (r['valid_loss'], r['accuracy']) == (float(loss), float(acc))
