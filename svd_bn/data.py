@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #6cdec8d3
 from __future__ import annotations
-import socket, contextlib, hashlib
+import socket, contextlib, hashlib, os
 from pathlib import Path
 import numpy as np, torch
 import svd_bn   # before fastai: the package silences fastai's import-time torch.jit warning
@@ -172,7 +172,8 @@ def decode_folder(
     d = dict(x=torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous(), labels=[parent_label(f) for f in files],
              split=[f.parent.parent.name for f in files], files=[str(f.relative_to(path)) for f in files])
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(d, cache.with_suffix('.tmp')); cache.with_suffix('.tmp').replace(cache)   # whole or absent, never half written
+    tmp = cache.parent/f'{cache.name}.{os.getpid()}.tmp'   # one per process: workers decoding at once never write the same file
+    torch.save(d, tmp); tmp.replace(cache)          # the cache is whole or absent, never half written
     return d
 
 # %% ../nbs/00_data.ipynb #92bc0ec6

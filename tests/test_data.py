@@ -69,6 +69,16 @@ def test_tensor_path_keeps_fastai_workflows(tmp_path):
     p2, _ = l2.get_preds(dl=l2.dls.test_dl(items))
     torch.testing.assert_close(p2, preds)
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_tensor_path_on_cuda(tmp_path):
+    "On a GPU the images sit there whole, as uint8, and every batch is sliced, converted and normalized there: as on the CPU."
+    write_fake_cifar(tmp_path/'c', n_train=20, n_test=4)
+    cpu, gpu = (get_dls('cifar10', path=tmp_path/'c', bs=8, root=tmp_path, device=d) for d in ('cpu', 'cuda'))
+    xg, yg = next(iter(gpu.valid))
+    assert xg.device.type == 'cuda' and gpu.valid._held[0].device.type == 'cuda' and gpu.valid._held[0].dtype == torch.uint8
+    xc, yc = next(iter(cpu.valid))
+    torch.testing.assert_close(xg.cpu(), xc); assert torch.equal(yg.cpu(), yc)
+
 def test_bad_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match='Expected a folder with train/<class>/ and test/<class>/'):
         get_dls('cifar10', path=tmp_path)
