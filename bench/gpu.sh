@@ -10,7 +10,8 @@
 #   CIFAR    a CIFAR-10 folder in fastai's layout, or a pack from bench/pack_folder.py (the path before .bin/.idx)
 #   RESULTS  where everything goes: log.txt, grid.txt and cifar10/ (results.csv, .json, .png). Default: $OUT, else results/gpu
 # Settings, from the environment: JOBS (8), EPOCHS (30), SEEDS (2), TRAIN_SIZE (all), BUDGET (seconds for the whole
-#   script, 520), DEVICE (cuda), NBFLAGS (cuda), NBTEST (1; 0 skips nbdev-test), PYTHON (.venv/bin/python, else python3).
+#   script, 520), DEVICE (cuda), NBFLAGS (cuda), NBTEST (1; 0 skips nbdev-test), BENCH (1; 0 skips the benchmarks),
+#   PYTHON (.venv/bin/python, else python3).
 #   RESUME_FROM: a folder with the results.csv and results.json of an earlier call, whose finished runs this one skips.
 # Prepare the wheels and the pack first with bench/gpu_prepare.sh; the README says how to call the device.
 set -uo pipefail
@@ -19,7 +20,7 @@ start=$(date +%s)
 CIFAR=${1:?usage: bash bench/gpu.sh CIFAR [RESULTS]}
 RES=${2:-${OUT:-results/gpu}}
 JOBS=${JOBS:-8}; EPOCHS=${EPOCHS:-30}; SEEDS=${SEEDS:-2}; BUDGET=${BUDGET:-520}; DEVICE=${DEVICE:-cuda}
-NBFLAGS=${NBFLAGS-cuda}; NBTEST=${NBTEST:-1}
+NBFLAGS=${NBFLAGS-cuda}; NBTEST=${NBTEST:-1}; BENCH=${BENCH:-1}
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 mkdir -p "$RES"
 exec > >(tee -a "$RES/log.txt") 2>&1
@@ -71,10 +72,12 @@ grid=$!
 
 step "CUDA tests"
 check "CUDA tests" timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_orth.py tests/test_callback.py tests/test_data.py -k cuda
-step "benchmarks on $DEVICE"
-check bench_orth timeout 90 $PY bench/bench_orth.py
-check bench_callback timeout 90 $PY bench/bench_callback.py
-check bench_data timeout 120 $PY bench/bench_data.py --path "$data" --device "$DEVICE"
+if [ "$BENCH" = 1 ]; then
+  step "benchmarks on $DEVICE"
+  check bench_orth timeout 90 $PY bench/bench_orth.py
+  check bench_callback timeout 90 $PY bench/bench_callback.py
+  check bench_data timeout 120 $PY bench/bench_data.py --path "$data" --device "$DEVICE"
+fi
 if [ "$NBTEST" = 1 ]; then
   step "nbdev-test --flags '$NBFLAGS' (the notebooks with CUDA cells first)"
   nbt() { timeout "$1" $PY -c "from nbdev.test import nbdev_test; nbdev_test()" --n-workers 4 --flags "$NBFLAGS" --file-re "$2"; }

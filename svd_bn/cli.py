@@ -134,8 +134,6 @@ def main(argv=None) -> int:
         err(f"a worker process died ({e}); finished runs are kept in {out/'results.csv'}; run again to resume"); return 1
     except KeyboardInterrupt:
         print(f"\nsvd-bn ablate: interrupted; finished runs are kept in {out/'results.csv'}; run again to resume", file=sys.stderr); return 130
-    order = {E.config_key(c): i for i, c in enumerate(configs)}
-    df = df.iloc[sorted(range(len(df)), key=lambda i: order[E.config_key(df.iloc[i])])]   # the grid's order, whichever run finished first
     E.results_plot(df, E.load_results(out)[1], out/'results.png')
     print(E.results_table(df))
     new = len(df) - n0

@@ -13,6 +13,7 @@ from fastai.data.transforms import ItemGetter, Categorize, Normalize, IntToFloat
 from fastai.data.external import URLs, untar_data, fastai_cfg
 from fastai.vision.core import PILImage, TensorImage
 from fastai.torch_core import TensorCategory
+import fastai.vision.data   # registers fastai's show_batch for images: a grid of pictures with their labels
 
 # %% auto #0
 __all__ = ['datasets', 'channel_stats', 'balanced_subset', 'TensorDL', 'tensor_dls', 'digits_dls', 'DownloadError',

@@ -142,7 +142,7 @@ def _devices(device=None) -> list:
     "The devices runs go to: `device`, or CUDA when available (every GPU visible, one per worker), else the CPU."
     if device is None: device = 'cuda' if torch.cuda.is_available() else 'cpu'
     d = torch.device(device)
-    if d.type == 'cuda' and d.index is None: return [torch.device('cuda', i) for i in range(torch.cuda.device_count())]
+    if d.type == 'cuda' and d.index is None: return [torch.device('cuda', i) for i in range(torch.cuda.device_count())] or [d]
     return [d]
 
 # %% ../nbs/05_experiments.ipynb #495d63bb
@@ -179,7 +179,7 @@ def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
         futs = {ex.submit(_train_in_worker, c, dls_kwargs): c for c in todo}
         for f in as_completed(futs): yield futs[f], f.result()
     finally:   # done, or Ctrl-C, or a failed run: stop the runs in flight; the finished ones are saved already
-        procs = list((getattr(ex, '_processes', None) or {}).values())
+        procs = list((getattr(ex, '_processes', None) or {}).values())   # the executor has no public handle on its workers
         ex.shutdown(wait=False, cancel_futures=True)
         for p in procs: p.terminate()
 
@@ -219,6 +219,8 @@ def ablate(
         for i, (c, r) in enumerate(runs):
             hist[config_key(c)] = r.pop('history')
             df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
+            order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, whichever run finished first
+            df = df.iloc[sorted(range(len(df)), key=lambda j: order[config_key(df.iloc[j])])].reset_index(drop=True)
             save_results(out, df, hist, meta)
             if progress and jobs > 1: print(f"[{i+1}/{len(todo)}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s", flush=True)
     finally: runs.close()

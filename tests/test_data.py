@@ -59,6 +59,8 @@ def test_tensor_path_keeps_fastai_workflows(tmp_path):
     assert type(dls.train) is TensorDL and type(dls.valid) is TensorDL
     assert dls.one_batch()[0].dtype == torch.float32 and dls.train.tensors[0].dtype == torch.uint8   # converted per batch
     dls.show_batch(max_n=4)
+    import matplotlib.pyplot as plt
+    assert len(plt.gcf().axes) == 4   # fastai's image grid, not one figure per image
     learn = Learner(dls, small(c_in=3, n_out=dls.c))
     preds, _ = learn.get_preds()
     learn.export(tmp_path/'m.pkl')
