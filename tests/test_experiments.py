@@ -40,7 +40,7 @@ def test_csv_one_row_per_config_and_seed(quick):
 def test_bad_arguments_exit_2_one_line(args, msg, tmp_path):
     r = run('ablate', '--out', str(tmp_path), *args, timeout=120)
     assert r.returncode == 2
-    assert msg in r.stderr
+    assert msg in r.stderr and r.stderr.startswith('svd-bn ablate: error: ')   # one prefix for every argument error
     assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr
 
 def test_console_script_is_installed():
@@ -180,3 +180,18 @@ def test_row_is_the_last_validation():
     finally: E.Learner = orig
     with seen[0].no_bar(): loss, acc = seen[0].validate()
     assert (r['valid_loss'], r['accuracy']) == (float(loss), float(acc))
+
+def test_workers_take_the_gpus_in_turn(monkeypatch):
+    "With several GPUs visible, `cuda` means all of them, and worker k takes GPU k mod their number (no GPU needed to check)."
+    import multiprocessing as mp, signal, torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 3)
+    monkeypatch.setattr(torch.cuda, 'set_device', lambda d: None)
+    devs = E._devices()
+    assert devs == [torch.device('cuda', i) for i in range(3)] and E._devices('cuda:1') == [torch.device('cuda', 1)]
+    counter, n, old = mp.Value('i', 0), torch.get_num_threads(), signal.getsignal(signal.SIGINT)
+    try:
+        got = []
+        for _ in range(4): E._init_worker(devs, counter, 1); got.append(E._worker['device'].index)
+    finally: torch.set_num_threads(n); signal.signal(signal.SIGINT, old); E._worker.clear()
+    assert got == [0, 1, 2, 0]
