@@ -44,6 +44,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'svd_bn.data.TensorDL.create_batches': ('nbs/data.html#tensordl.create_batches', 'svd_bn/data.py'),
                              'svd_bn.data.TensorDL.new': ('nbs/data.html#tensordl.new', 'svd_bn/data.py'),
                              'svd_bn.data._fingerprint': ('nbs/data.html#_fingerprint', 'svd_bn/data.py'),
+                             'svd_bn.data._split': ('nbs/data.html#_split', 'svd_bn/data.py'),
+                             'svd_bn.data._stacked_dls': ('nbs/data.html#_stacked_dls', 'svd_bn/data.py'),
                              'svd_bn.data.balanced_subset': ('nbs/data.html#balanced_subset', 'svd_bn/data.py'),
                              'svd_bn.data.channel_stats': ('nbs/data.html#channel_stats', 'svd_bn/data.py'),
                              'svd_bn.data.cifar10_dls': ('nbs/data.html#cifar10_dls', 'svd_bn/data.py'),

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, torch
 import svd_bn   # before fastai: the package silences fastai's import-time torch.jit warning
 from fastai.data.core import Datasets, DataLoaders, TfmdDL
-from fastai.data.transforms import ItemGetter, Categorize, Normalize, IntToFloatTensor, TrainTestSplitter, parent_label, get_image_files
+from fastai.data.transforms import (ItemGetter, Categorize, Normalize, IntToFloatTensor, ToTensor, TrainTestSplitter, parent_label,
+                                    get_image_files)
 from fastai.data.external import URLs, untar_data, fastai_cfg
 from fastai.vision.core import PILImage, TensorImage
 from fastai.torch_core import TensorCategory
@@ -76,6 +77,22 @@ class TensorDL(TfmdDL):
         for b in idx.to(xs[0].device).split(self.bs): yield tuple(t[b] for t in xs)
 
 # %% ../nbs/00_data.ipynb #366aab7e
+def _split(y:list, valid_idx, train_size:int|None, seed:int) -> tuple:
+    "The indices to keep, training ones first (a class-balanced subset of `train_size` when given), and how many train."
+    valid = sorted(set(int(i) for i in valid_idx))
+    train = sorted(set(range(len(y))) - set(valid))
+    if train_size is not None: train = [train[i] for i in balanced_subset([y[j] for j in train], train_size, seed)]
+    return train + valid, len(train)
+
+def _stacked_dls(dsets:Datasets, x:torch.Tensor, y:list, vocab:list, n:int, bs:int, **kwargs) -> DataLoaders:
+    "`TensorDL`s over `dsets` (its first `n` items train), whose items are also stacked in `x` with class names `y`."
+    o2i = {v: i for i, v in enumerate(vocab)}
+    yi = TensorCategory(torch.tensor([o2i[s] for s in y]))
+    mean, std = channel_stats(x[:n])
+    tfms = ([IntToFloatTensor()] if x.dtype == torch.uint8 else []) + [Normalize.from_stats(mean, std, cuda=False)]
+    return dsets.dataloaders(bs=bs, dl_type=TensorDL, after_batch=tfms, **kwargs,
+                             dl_kwargs=[dict(tensors=(x[:n], yi[:n])), dict(tensors=(x[n:], yi[n:]))])
+
 def tensor_dls(
     x:torch.Tensor,       # images, (N, C, H, W): uint8 (0 to 255) or float
     y:list,               # one class name per image
@@ -87,20 +104,11 @@ def tensor_dls(
     **kwargs,             # passed to `Datasets.dataloaders`
 ) -> DataLoaders:
     "`TensorDL`s over in-memory images `x` with labels `y`, converted and normalized (training-set statistics) on the device."
-    valid = sorted(set(int(i) for i in valid_idx))
-    train_idx = sorted(set(range(len(y))) - set(valid))
-    if train_size is not None: train_idx = [train_idx[i] for i in balanced_subset([y[j] for j in train_idx], train_size, seed)]
-    keep, n = train_idx + valid, len(train_idx)
-    x = TensorImage(x[torch.tensor(keep, dtype=torch.long)])   # one copy, training images first; the items are views of it
-    names = [y[i] for i in keep]
-    o2i = {v: i for i, v in enumerate(vocab)}
-    yi = TensorCategory(torch.tensor([o2i[s] for s in names]))
+    keep, n = _split(y, valid_idx, train_size, seed)
+    x, names = TensorImage(x[torch.tensor(keep, dtype=torch.long)]), [y[i] for i in keep]   # one copy; the items are views of it
     items = list(zip(map(TensorImage, x.as_subclass(torch.Tensor).unbind(0)), names))
     dsets = Datasets(items, tfms=[[ItemGetter(0)], [ItemGetter(1), Categorize(vocab=vocab, sort=False)]], splits=[range(n), range(n, len(keep))])
-    mean, std = channel_stats(x[:n])
-    tfms = ([IntToFloatTensor()] if x.dtype == torch.uint8 else []) + [Normalize.from_stats(mean, std, cuda=False)]
-    return dsets.dataloaders(bs=bs, dl_type=TensorDL, after_batch=tfms, **kwargs,
-                             dl_kwargs=[dict(tensors=(x[:n], yi[:n])), dict(tensors=(x[n:], yi[n:]))])
+    return _stacked_dls(dsets, x, names, vocab, n, bs, **kwargs)
 
 # %% ../nbs/00_data.ipynb #48201743
 def digits_dls(bs:int=64, **kwargs) -> DataLoaders:
@@ -209,8 +217,13 @@ def folder_dls(
     if not (path/'train').is_dir() or not (path/'test').is_dir():
         raise FileNotFoundError(f"Expected a folder with train/<class>/ and test/<class>/ inside. Got {path}.")
     d = decode_folder(path, root)
-    valid = [i for i, s in enumerate(d['split']) if s == 'test']
-    return tensor_dls(d['x'], d['labels'], valid, sorted(set(d['labels'])), bs=bs, train_size=train_size, seed=seed, **kwargs)
+    keep, n = _split(d['labels'], [i for i, s in enumerate(d['split']) if s == 'test'], train_size, seed)
+    vocab = sorted(set(d['labels']))
+    # the items are the files, read as fastai's ImageBlock reads them, so `test_dl`, `predict` and an exported learner take files;
+    # the batches come from the decoded tensor, pixel for pixel the same
+    dsets = Datasets([path/d['files'][i] for i in keep], tfms=[[PILImage.create, ToTensor()], [parent_label, Categorize(vocab=vocab, sort=False)]],
+                     splits=[range(n), range(n, len(keep))])
+    return _stacked_dls(dsets, TensorImage(d['x'][torch.tensor(keep, dtype=torch.long)]), [d['labels'][i] for i in keep], vocab, n, bs, **kwargs)
 
 # %% ../nbs/00_data.ipynb #5a219561
 def cifar10_dls(bs:int=64, path=None, root=None, **kwargs) -> DataLoaders:

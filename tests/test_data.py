@@ -67,9 +67,11 @@ def test_tensor_path_keeps_fastai_workflows(tmp_path):
     assert (tmp_path/'m.pkl').stat().st_size < 2 * sum(p.numel() * 4 for p in learn.model.parameters()) + 100_000   # no images inside
     l2 = load_learner(tmp_path/'m.pkl')
     assert l2.dls.train.tensors is None
-    items = [dls.valid_ds[i] for i in range(len(dls.valid_ds))]
-    p2, _ = l2.get_preds(dl=l2.dls.test_dl(items))
+    files = list(dls.valid_ds.items)                       # the items of a folder dataset are its files, as with fastai's ImageBlock
+    p2, _ = l2.get_preds(dl=l2.dls.test_dl(files))
     torch.testing.assert_close(p2, preds)
+    label, idx, probs = l2.predict(files[0])
+    assert label == l2.dls.vocab[int(idx)] and torch.allclose(probs, preds[0])
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_tensor_path_on_cuda(tmp_path):
