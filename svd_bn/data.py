@@ -58,6 +58,8 @@ class TensorDL(TfmdDL):
         **kwargs,                # passed to `TfmdDL`
     ):
         super().__init__(dataset, **{**kwargs, 'num_workers': 0})   # the data is in memory: worker processes would only copy it
+        if tensors is not None and any(len(t) != len(dataset) for t in tensors):
+            raise ValueError(f"Expected one row per item in every tensor ({len(dataset)}). Got {[len(t) for t in tensors]}.")
         self.tensors, self._held = tensors, None
     def new(self, dataset=None, cls=None, **kwargs):
         res = super().new(dataset, cls, **kwargs)
@@ -153,7 +155,7 @@ def fashion_mnist_dls(bs:int=64, root=None, **kwargs) -> DataLoaders:
     root = data_root(root)
     with download_guard('fashion_mnist'):
         tr, te = (FashionMNIST(root, train=t, download=True) for t in (True, False))
-    x = torch.cat([tr.data, te.data]).float()[:, None]
+    x = torch.cat([tr.data, te.data])[:, None]   # uint8, converted per batch on the device
     y = [tr.classes[i] for i in torch.cat([tr.targets, te.targets])]
     return tensor_dls(x, y, range(len(tr), len(y)), vocab=tr.classes, bs=bs, **kwargs)
 
