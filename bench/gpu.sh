@@ -11,7 +11,7 @@
 #   RESULTS  where everything goes: log.txt, grid.txt and cifar10/ (results.csv, .json, .png). Default: $OUT, else results/gpu
 # Settings, from the environment: JOBS (8), EPOCHS (30), SEEDS (2), TRAIN_SIZE (all), BUDGET (seconds for the whole
 #   script, 520), DEVICE (cuda), NBFLAGS (cuda), NBTEST (1; 0 skips nbdev-test), BENCH (1; 0 skips the benchmarks),
-#   PYTHON (.venv/bin/python, else python3).
+#   THREADS (1: torch threads per grid worker, leaving cores for the checks), PYTHON (.venv/bin/python, else python3).
 #   RESUME_FROM: a folder with the results.csv and results.json of an earlier call, whose finished runs this one skips.
 # Prepare the wheels and the pack first with bench/gpu_prepare.sh; the README says how to call the device.
 set -uo pipefail
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 CIFAR=${1:?usage: bash bench/gpu.sh CIFAR [RESULTS]}
 RES=${2:-${OUT:-results/gpu}}
-JOBS=${JOBS:-8}; EPOCHS=${EPOCHS:-30}; SEEDS=${SEEDS:-2}; BUDGET=${BUDGET:-520}; DEVICE=${DEVICE:-cuda}
+JOBS=${JOBS:-8}; THREADS=${THREADS:-1}; EPOCHS=${EPOCHS:-30}; SEEDS=${SEEDS:-2}; BUDGET=${BUDGET:-520}; DEVICE=${DEVICE:-cuda}
 NBFLAGS=${NBFLAGS-cuda}; NBTEST=${NBTEST:-1}; BENCH=${BENCH:-1}
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 mkdir -p "$RES"
@@ -67,8 +67,9 @@ fi
 step "the CIFAR-10 grid, in the background (grid.txt), until $(( BUDGET - 25 )) s"
 # timeout sends SIGTERM, which svd-bn takes as Ctrl-C: it stops the workers and keeps every finished run
 timeout -k 20 $(( $(left) - 25 )) $PY -m svd_bn ablate --data cifar10 --path "$data" --epochs "$EPOCHS" --seeds "$SEEDS" \
-  --jobs "$JOBS" --device "$DEVICE" --no-bar --out "$RES/cifar10" ${TRAIN_SIZE:+--train-size $TRAIN_SIZE} >"$RES/grid.txt" 2>&1 &
+  --jobs "$JOBS" --threads "$THREADS" --device "$DEVICE" --no-bar --out "$RES/cifar10" ${TRAIN_SIZE:+--train-size $TRAIN_SIZE} >"$RES/grid.txt" 2>&1 &
 grid=$!
+export OMP_NUM_THREADS=2   # the checks below share the cores with the grid's workers
 
 step "CUDA tests"
 check "CUDA tests" timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_orth.py tests/test_callback.py tests/test_data.py -k cuda

@@ -137,6 +137,6 @@ def main(argv=None) -> int:
     E.results_plot(df, E.load_results(out)[1], out/'results.png')
     print(E.results_table(df))
     new = len(df) - n0
-    print(f"\n{new} runs trained, {n0} already there; wrote {out/'results.csv'} and {out/'results.json'}; drew {out/'results.png'}" if new else
+    print(f"\n{new} run{'s' * (new != 1)} trained, {n0} already there; wrote {out/'results.csv'} and {out/'results.json'}; drew {out/'results.png'}" if new else
           f"\nnothing to train: all {n0} runs were already in {out}; drew {out/'results.png'} again")
     return 0
