@@ -5,12 +5,13 @@
 #      and off, 2 seeds, 30 epochs, --jobs worker processes on the GPU, the small half first (the grid's order);
 #   3. meanwhile: the CUDA tests, nbdev-test with the cuda flag, and bench_orth, bench_callback and bench_data on CUDA;
 #   4. the grid's table, whole or as far as it got: a grid stopped by the time budget keeps every finished run, and a
-#      second call with the same RESULTS folder (carried back into the repo) resumes it.
+#      second call with RESUME_FROM (the first call's cifar10/ copied back into the repo) trains only the rest.
 # Usage: bash bench/gpu.sh CIFAR [RESULTS]
 #   CIFAR    a CIFAR-10 folder in fastai's layout, or a pack from bench/pack_folder.py (the path before .bin/.idx)
 #   RESULTS  where everything goes: log.txt, grid.txt and cifar10/ (results.csv, .json, .png). Default: $OUT, else results/gpu
 # Settings, from the environment: JOBS (8), EPOCHS (30), SEEDS (2), TRAIN_SIZE (all), BUDGET (seconds for the whole
 #   script, 520), DEVICE (cuda), NBFLAGS (cuda), NBTEST (1; 0 skips nbdev-test), BENCH (1; 0 skips the benchmarks),
+#   BS (64, the write-up's; larger trains fewer, bigger steps, with both learning rates scaled by BS/64),
 #   THREADS (1: torch threads per grid worker, leaving cores for the checks), PYTHON (.venv/bin/python, else python3).
 #   RESUME_FROM: a folder with the results.csv and results.json of an earlier call, whose finished runs this one skips.
 # Prepare the wheels and the pack first with bench/gpu_prepare.sh; the README says how to call the device.
@@ -36,7 +37,7 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
 else export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}; fi
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-echo "python: $($PY -V 2>&1), results: $RES, jobs $JOBS, epochs $EPOCHS, seeds $SEEDS, budget $BUDGET s, device $DEVICE"
+echo "python: $($PY -V 2>&1), results: $RES, jobs $JOBS, epochs $EPOCHS, seeds $SEEDS, batch size ${BS:-64}, budget $BUDGET s, device $DEVICE"
 [ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
 step "smoke test (stops at the first error)"
@@ -67,7 +68,7 @@ fi
 step "the CIFAR-10 grid, in the background (grid.txt), until $(( BUDGET - 25 )) s"
 # timeout sends SIGTERM, which svd-bn takes as Ctrl-C: it stops the workers and keeps every finished run
 timeout -k 20 $(( $(left) - 25 )) $PY -m svd_bn ablate --data cifar10 --path "$data" --epochs "$EPOCHS" --seeds "$SEEDS" \
-  --jobs "$JOBS" --threads "$THREADS" --device "$DEVICE" --no-bar --out "$RES/cifar10" ${TRAIN_SIZE:+--train-size $TRAIN_SIZE} >"$RES/grid.txt" 2>&1 &
+  --jobs "$JOBS" --threads "$THREADS" --device "$DEVICE" --no-bar --out "$RES/cifar10" ${TRAIN_SIZE:+--train-size $TRAIN_SIZE} ${BS:+--bs $BS} >"$RES/grid.txt" 2>&1 &
 grid=$!
 export OMP_NUM_THREADS=2   # the checks below share the cores with the grid's workers
 
