@@ -2,7 +2,7 @@
 # Run here, once, before lending bench/gpu.sh a GPU machine: the Python 3.12 wheels it installs there (fastai, nbdev and
 # what they import that the machine lacks; see bench/gpu_wheels.txt) into .whl/, and CIFAR-10 packed into .cifar/
 # (bench/pack_folder.py: 60,000 JPEGs as one file of bytes and one index). Both folders stay out of git
-# (.git/info/exclude) and travel with the call's `carry`. Together about 56 MiB, under the 64 MiB a call carries.
+# (.git/info/exclude) and travel with the call's `carry`. Together about 57 MiB, under the 64 MiB a call carries.
 # Usage: bash bench/gpu_prepare.sh [CIFAR-10 folder, default ../shared/data/cifar10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
