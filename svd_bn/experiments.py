@@ -199,11 +199,11 @@ def ablate(
 ) -> pd.DataFrame:
     "Run every `Config` of `configs` not already in `out`, saving after each; return all rows."
     df, hist = load_results(out)
-    mine = {config_key(c) for c in configs}
-    foreign = [k for k in map(config_key, (r for _, r in df.iterrows())) if k not in mine]
+    order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, for the rows whichever run finishes first
+    have = [config_key(r) for _, r in df.iterrows()]
+    done, foreign = set(have), [k for k in have if k not in order]
     if foreign: raise ValueError(f"Expected {out} to hold only runs of this grid. It holds {len(foreign)} of another "
                                  f"(e.g. {dict(zip(keys, foreign[0]))}): choose another folder.")
-    done = {config_key(r) for _, r in df.iterrows()}
     todo = [c for c in configs if config_key(c) not in done]
     if progress and done: print(f"{len(done)} of {len(configs)} runs already in {out}: skipped", flush=True)
     if jobs > 1 and dls is not None: raise ValueError(f"Expected dls=None with jobs > 1 (each worker builds its own). Got {type(dls).__name__}.")
@@ -219,7 +219,6 @@ def ablate(
         for i, (c, r) in enumerate(runs):
             hist[config_key(c)] = r.pop('history')
             df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
-            order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, whichever run finished first
             df = df.iloc[sorted(range(len(df)), key=lambda j: order[config_key(df.iloc[j])])].reset_index(drop=True)
             save_results(out, df, hist, meta)
             if progress and jobs > 1: print(f"[{i+1}/{len(todo)}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s", flush=True)
