@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_experiments.ipynb #f0361fd2
 from __future__ import annotations
-import json, random, signal, time
+import json, platform, random, signal, subprocess, time
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, fields
@@ -26,8 +26,8 @@ from .models import small, large
 from fastai.callback.hook import total_params
 
 # %% auto #0
-__all__ = ['recipes', 'keys', 'models', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'grid', 'load_results',
-           'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'orth_effect']
+__all__ = ['recipes', 'keys', 'models', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'machine_info', 'grid',
+           'load_results', 'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'orth_effect']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 class WriteupSchedule(Callback):
@@ -99,7 +99,30 @@ def train_one(
     secs = time.perf_counter() - t
     loss, acc = learn.recorder.values[-1][1:3]   # the last epoch's validation: the model has not changed since
     return dict(accuracy=float(acc), valid_loss=float(loss), orth_error=log.errs[-1], seconds=secs,
-                params=total_params(model)[0], history=log.errs)
+                params=total_params(model)[0], history=log.errs, machine=machine_info())
+
+# %% ../nbs/05_experiments.ipynb #5fe926fe
+def machine_info() -> dict:
+    "What a run's numbers depend on beyond its `Config`: the CPU and the ISA torch dispatches to, threads, versions, commit."
+    import numpy, fastai
+    cpu = {}
+    try:   # the first processor's block of /proc/cpuinfo (Linux)
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if not line.strip(): break
+            k, _, v = line.partition(':'); cpu.setdefault(k.strip(), v.strip())
+    except OSError: pass
+    name = cpu.get('model name') or platform.processor() or platform.machine()
+    if 'cpu family' in cpu: name += f" (family {cpu['cpu family']}, model {cpu.get('model', '?')})"
+    return dict(cpu=name, isa=torch.backends.cpu.get_cpu_capability(), threads=torch.get_num_threads(),
+                torch=torch.__version__, numpy=numpy.__version__, fastai=fastai.__version__, svd_bn=svd_bn.__version__, commit=_commit())
+
+def _commit() -> str|None:
+    "The git commit the package was loaded from (with '-dirty' when its tracked files differ), or None outside a clone."
+    root = Path(svd_bn.__file__).resolve().parent.parent
+    if not (root/'.git').exists(): return None
+    git = lambda *a: subprocess.run(['git', '-C', str(root), *a], capture_output=True, text=True).stdout.strip()
+    sha = git('rev-parse', 'HEAD')
+    return (sha + ('-dirty' if git('status', '--porcelain', '--untracked-files=no') else '')) or None
 
 # %% ../nbs/05_experiments.ipynb #00bb65d7
 def grid(data='digits', models=('small', 'large'), opts=('sgd', 'adamw'), orth=(True, False), bn_bias=(1.,),
@@ -110,14 +133,15 @@ def grid(data='digits', models=('small', 'large'), opts=('sgd', 'adamw'), orth=(
 
 # %% ../nbs/05_experiments.ipynb #64bbe10d
 def load_results(out:Path) -> tuple:
-    "The rows (a DataFrame) and histories (a dict) already in `out`, or empty ones."
+    "The rows (a DataFrame), histories and machines (dicts by `config_key`) already in `out`, or empty ones."
     out = Path(out)
     df = pd.read_csv(out/'results.csv') if (out/'results.csv').exists() else pd.DataFrame(columns=keys)
     df['train_size'] = df['train_size'].astype(object).where(df['train_size'].notna(), None)
-    hist = {}
+    hist, mach = {}, {}
     if (out/'results.json').exists():
-        hist = {tuple(r['config'].values()): r['history'] for r in json.loads((out/'results.json').read_text())['runs']}
-    return df, hist
+        for r in json.loads((out/'results.json').read_text())['runs']:
+            k = tuple(r['config'].values()); hist[k], mach[k] = r['history'], r.get('machine')
+    return df, hist, mach
 
 # %% ../nbs/05_experiments.ipynb #46eb8c5f
 def config_key(row) -> tuple:
@@ -128,11 +152,11 @@ def config_key(row) -> tuple:
                  for k in keys)
 
 # %% ../nbs/05_experiments.ipynb #55836470
-def save_results(out:Path, df:pd.DataFrame, hist:dict, meta:dict):
+def save_results(out:Path, df:pd.DataFrame, hist:dict, meta:dict, mach:dict|None=None):
     "Write `results.csv` and `results.json` into `out`, each replaced whole so an interruption cannot leave half a file."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out/'results.csv.tmp', index=False); (out/'results.csv.tmp').replace(out/'results.csv')
-    runs = [dict(config=dict(zip(keys, config_key(r))), **{k: r[k] for k in df.columns if k not in keys}, history=hist.get(config_key(r)))
+    runs = [dict(config=dict(zip(keys, config_key(r))), **{k: r[k] for k in df.columns if k not in keys}, history=hist.get(config_key(r)), machine=(mach or {}).get(config_key(r)))
             for _, r in df.iterrows()]
     (out/'results.json.tmp').write_text(json.dumps(dict(meta=meta, runs=runs), indent=1, default=str))
     (out/'results.json.tmp').replace(out/'results.json')
@@ -198,7 +222,7 @@ def ablate(
     **dls_kwargs,          # passed to `get_dls`
 ) -> pd.DataFrame:
     "Run every `Config` of `configs` not already in `out`, saving after each; return all rows."
-    df, hist = load_results(out)
+    df, hist, mach = load_results(out)
     order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, for the rows whichever run finishes first
     have = [config_key(r) for _, r in df.iterrows()]
     done, foreign = set(have), [k for k in have if k not in order]
@@ -217,10 +241,10 @@ def ablate(
             _parallel(todo, min(jobs, len(todo) or 1), devices, threads or torch.get_num_threads(), dls_kwargs))
     try:
         for i, (c, r) in enumerate(runs):
-            hist[config_key(c)] = r.pop('history')
+            hist[config_key(c)], mach[config_key(c)] = r.pop('history'), r.pop('machine')
             df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
             df = df.iloc[sorted(range(len(df)), key=lambda j: order[config_key(df.iloc[j])])].reset_index(drop=True)
-            save_results(out, df, hist, meta)
+            save_results(out, df, hist, meta, mach)
             if progress and jobs > 1: print(f"[{i+1}/{len(todo)}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s", flush=True)
     finally: runs.close()
     return df
