@@ -51,9 +51,9 @@ recipe = ("Models: small (175k parameters) and large (3.2M), reconstructions siz
 
 def parser() -> argparse.ArgumentParser:
     "The `svd-bn` command line; its `ablate` subcommand's parser is `.ablate`."
-    p = _Parser(prog='svd-bn', description="Reproduce the write-up's ablation: SVD orthogonalization on/off, SGD/AdamW, small/large models.")
+    p = _Parser(prog='svd-bn', allow_abbrev=False, description="Reproduce the write-up's ablation: SVD orthogonalization on/off, SGD/AdamW, small/large models.")
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
-    a = p.ablate = sub.add_parser('ablate', help='train the grid and print the table', description="Train every combination and print the table. " + recipe)
+    a = p.ablate = sub.add_parser('ablate', allow_abbrev=False, help='train the grid and print the table', description="Train every combination and print the table. " + recipe)
     a.add_argument('--data', choices=datasets, default=None, help="dataset (default: digits, embedded and offline)")
     a.add_argument('--path', default=None, help="a local CIFAR-10 folder in fastai's layout (default: download into fastai's cache)")
     a.add_argument('--models', type=_choices(models), default=None, help="default: small,large (--quick: small)")
@@ -95,13 +95,22 @@ def _stop(signum, frame): raise KeyboardInterrupt
 
 @contextlib.contextmanager
 def _sigterm_stops():
-    "While a grid runs, SIGTERM (from `timeout` or a job scheduler) stops it as Ctrl-C does: finished runs kept, workers stopped."
+    "While a grid runs, SIGTERM (`timeout`, a job scheduler) and SIGHUP (a closed terminal) stop it as Ctrl-C does: finished runs kept, workers stopped."
     if threading.current_thread() is not threading.main_thread(): yield; return   # only the main thread may set handlers
-    old = signal.signal(signal.SIGTERM, _stop)
+    sigs = [s for s in (signal.SIGTERM, getattr(signal, 'SIGHUP', None)) if s is not None]
+    old = [signal.signal(s, _stop) for s in sigs]
     try: yield
-    finally: signal.signal(signal.SIGTERM, old)
+    finally:
+        for s, h in zip(sigs, old): signal.signal(s, h)
 
 # %% ../nbs/05a_cli.ipynb #1666528a
+def _kept(kept, n0:int, out:Path) -> str:
+    "What an interrupted grid leaves in `out`, in words: `kept()` counts the runs there now, `n0` before this call."
+    try: n = kept()
+    except ValueError: return f"the results in {out} could not be read back"
+    if n == n0: return f"no run had finished{f'; the {n0} earlier runs in {out} are untouched' if n0 else ''}"
+    return f"{n - n0} finished run{'s' * (n - n0 != 1)} kept in {out/'results.json'} ({n} in all); run again to resume"
+
 def main(argv=None) -> int:
     "Entry point of `svd-bn` and `python -m svd_bn`."
     p = parser()
@@ -122,18 +131,21 @@ def main(argv=None) -> int:
     configs = E.grid(*axes)
     meta = dict(command='svd-bn ' + ' '.join(sys.argv[1:] if argv is None else argv), threads=torch.get_num_threads())
     if not args.no_bar:
-        for m in opt('models'): print(f"{m}: {E.total_params(E.models[m](c_in=3))[0]:,} parameters (3 input channels)")
-    n0 = len(E.load_results(out)[0])
+        c_in = 3 if data == 'cifar10' else 1
+        for m in opt('models'): print(f"{m}: {E.total_params(E.models[m](c_in=c_in))[0]:,} parameters ({c_in} input channel{'s' * (c_in > 1)})")
+    n0, kept = 0, lambda: len(E.read_runs(out)[1]) if out.is_dir() else 0
     try:
+        n0 = kept()
         with _sigterm_stops(): df = E.ablate(configs, out, device=device, progress=not args.no_bar, meta=meta, jobs=args.jobs,
                                               threads=torch.get_num_threads(), **(dict(path=args.path) if args.path else {}))
     except DownloadError as e:
         err(f"could not download {e.name!r} ({e.why}). With no internet, use --data digits, which needs no download, or --path DIR, a local copy"); return 1
     except (FileNotFoundError, ValueError) as e: err(e); return 1
-    except BrokenProcessPool as e:
-        err(f"a worker process died ({e}); finished runs are kept in {out/'results.csv'}; run again to resume"); return 1
+    except BrokenProcessPool as e: err(f"a worker process died ({e}); {_kept(kept, n0, out)}"); return 1
     except KeyboardInterrupt:
-        print(f"\nsvd-bn ablate: interrupted; finished runs are kept in {out/'results.csv'}; run again to resume", file=sys.stderr); return 130
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # a second Ctrl-C while we exit would only print a traceback
+        print(f"\nsvd-bn ablate: interrupted; {_kept(kept, n0, out)}", file=sys.stderr); return 130
+    except OSError as e: err(f"{e.filename or out}: {e.strerror or e}"); return 1
     E.results_plot(df, E.load_results(out)[1], out/'results.png')
     print(E.results_table(df))
     new = len(df) - n0

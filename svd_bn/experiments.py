@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_experiments.ipynb #f0361fd2
 from __future__ import annotations
-import json, platform, random, signal, subprocess, time
+import contextlib, hashlib, io, json, math, os, platform, random, shutil, signal, subprocess, tempfile, threading, time
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, fields
@@ -18,7 +18,7 @@ from fastai.metrics import accuracy
 from fastai.optimizer import SGD, Adam
 from fastai.callback.core import Callback
 from fastai.torch_core import set_seed
-from .data import get_dls
+from .data import get_dls, datasets as data_names
 from .orth import orth_error
 from .bias import init_bn_bias_
 from .callback import OrthCallback
@@ -26,8 +26,9 @@ from .models import small, large
 from fastai.callback.hook import total_params
 
 # %% auto #0
-__all__ = ['recipes', 'keys', 'models', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'machine_info', 'grid',
-           'load_results', 'config_key', 'save_results', 'ablate', 'results_table', 'results_plot', 'orth_effect']
+__all__ = ['recipes', 'keys', 'models', 'metrics', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'machine_info', 'grid',
+           'config_key', 'ResultsError', 'read_runs', 'load_results', 'save_runs', 'lock_folder', 'check_folder',
+           'ablate', 'results_table', 'results_plot', 'orth_effect']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 class WriteupSchedule(Callback):
@@ -60,6 +61,8 @@ class Config:
 
 keys = [f.name for f in fields(Config)]
 models = dict(small=small, large=large)
+
+def _label(c:Config) -> str: return f"{c.model} {c.opt} orth={'yes' if c.orth else 'no'} bn_bias={c.bn_bias:g} seed={c.seed}"
 
 # %% ../nbs/05_experiments.ipynb #59d70f4f
 class ErrorLog(Callback):
@@ -131,18 +134,6 @@ def grid(data='digits', models=('small', 'large'), opts=('sgd', 'adamw'), orth=(
     return [Config(data, m, o, r, float(b), s, epochs, bs, train_size)
             for m in models for o in opts for r in orth for b in bn_bias for s in range(seeds)]
 
-# %% ../nbs/05_experiments.ipynb #64bbe10d
-def load_results(out:Path) -> tuple:
-    "The rows (a DataFrame), histories and machines (dicts by `config_key`) already in `out`, or empty ones."
-    out = Path(out)
-    df = pd.read_csv(out/'results.csv') if (out/'results.csv').exists() else pd.DataFrame(columns=keys)
-    df['train_size'] = df['train_size'].astype(object).where(df['train_size'].notna(), None)
-    hist, mach = {}, {}
-    if (out/'results.json').exists():
-        for r in json.loads((out/'results.json').read_text())['runs']:
-            k = tuple(r['config'].values()); hist[k], mach[k] = r['history'], r.get('machine')
-    return df, hist, mach
-
 # %% ../nbs/05_experiments.ipynb #46eb8c5f
 def config_key(row) -> tuple:
     "The tuple that identifies a run, from a `Config` or a results row."
@@ -151,15 +142,125 @@ def config_key(row) -> tuple:
                  (bool(d[k]) if k == 'orth' else float(d[k]) if k == 'bn_bias' else int(d[k]) if k in ('seed', 'epochs', 'bs', 'train_size') else d[k])
                  for k in keys)
 
-# %% ../nbs/05_experiments.ipynb #55836470
-def save_results(out:Path, df:pd.DataFrame, hist:dict, meta:dict, mach:dict|None=None):
-    "Write `results.csv` and `results.json` into `out`, each replaced whole so an interruption cannot leave half a file."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out/'results.csv.tmp', index=False); (out/'results.csv.tmp').replace(out/'results.csv')
-    runs = [dict(config=dict(zip(keys, config_key(r))), **{k: r[k] for k in df.columns if k not in keys}, history=hist.get(config_key(r)), machine=(mach or {}).get(config_key(r)))
-            for _, r in df.iterrows()]
-    (out/'results.json.tmp').write_text(json.dumps(dict(meta=meta, runs=runs), indent=1, default=str))
-    (out/'results.json.tmp').replace(out/'results.json')
+# %% ../nbs/05_experiments.ipynb #64bbe10d
+class ResultsError(ValueError):
+    "A results folder that cannot be used as it is: the message names the file and says what was expected and what came."
+
+def _check_run(r, i:int, path:Path) -> dict:
+    "Run record `i` of `path`, checked: a known `Config` with values of the right types and ranges, and a result of the right shape."
+    bad = lambda what: ResultsError(f"{path}: run {i + 1}: expected {what}; got {_short(r)}. Restore the file or choose another folder.")
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    nat = lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+    c = r.get('config') if isinstance(r, dict) else None
+    if not isinstance(c, dict) or set(c) != set(keys): raise bad(f"a record with a config of {', '.join(keys)}")
+    checks = dict(data=c['data'] in data_names, model=c['model'] in models, opt=c['opt'] in recipes, orth=isinstance(c['orth'], bool),
+                  bn_bias=num(c['bn_bias']) and math.isfinite(c['bn_bias']), seed=nat(c['seed'], 0), epochs=nat(c['epochs'], 1),
+                  bs=nat(c['bs'], 1), train_size=c['train_size'] is None or nat(c['train_size'], 1))
+    if not all(checks.values()): raise bad(f"a valid {next(k for k, ok in checks.items() if not ok)} in its config")
+    res = dict(accuracy=num(r.get('accuracy')) and 0 <= r['accuracy'] <= 1, valid_loss=num(r.get('valid_loss')),
+               orth_error=num(r.get('orth_error')), seconds=num(r.get('seconds')) and r['seconds'] >= 0, params=nat(r.get('params'), 1),
+               history=isinstance(r.get('history'), list) and len(r['history']) == c['epochs'] + 1 and all(map(num, r['history'])))
+    if not all(res.values()): raise bad(f"a valid {next(k for k, ok in res.items() if not ok)}")
+    return r
+
+def _short(r, n=120) -> str: s = json.dumps(r, default=str); return s if len(s) <= n else s[:n] + '…'
+
+# %% ../nbs/05_experiments.ipynb #c736a111
+def _digest(runs:list) -> str: return hashlib.sha256(json.dumps(runs, sort_keys=True, default=str).encode()).hexdigest()
+
+def read_runs(
+    out:Path, # a results folder
+) -> tuple:
+    "The `meta` and the checked run records of `out/results.json` (empty when `out` holds no results); a `ResultsError` for anything else."
+    out = Path(out); path, csv = out/'results.json', out/'results.csv'
+    if not path.exists() and not path.is_symlink():
+        if csv.exists(): raise ResultsError(f"{csv} is there but {path}, which holds the runs and their histories, is missing: "
+                                            f"restore it, or move {csv.name} away to start afresh.")
+        return {}, []
+    try: d = json.loads(path.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as e: raise ResultsError(f"{path}: expected JSON; it is damaged at line {e.lineno} ({e.msg}). Restore the file or choose another folder.") from None
+    except UnicodeDecodeError: raise ResultsError(f"{path}: expected UTF-8 text; got bytes that are not. Restore the file or choose another folder.") from None
+    except OSError as e: raise ResultsError(f"{path}: cannot be read ({e.strerror}).") from None
+    if not isinstance(d, dict) or not isinstance(d.get('runs'), list): raise ResultsError(f"{path}: expected an object with a list of runs; got {_short(d)}.")
+    if 'digest' in d and d['digest'] != _digest(d['runs']):   # files written before the checksum have none, and are checked run by run only
+        raise ResultsError(f"{path}: expected runs matching the checksum saved with them; they differ, so the file was damaged or edited. Restore it or choose another folder.")
+    runs, seen = [_check_run(r, i, path) for i, r in enumerate(d['runs'])], {}
+    for i, r in enumerate(runs):
+        k = config_key(r['config'])
+        if k in seen: raise ResultsError(f"{path}: runs {seen[k] + 1} and {i + 1} are the same run ({_label(Config(*k))}); expected each once. Keep one and run again.")
+        seen[k] = i
+    return d.get('meta') or {}, runs
+
+# %% ../nbs/05_experiments.ipynb #afa4afa6
+metrics = ['accuracy', 'valid_loss', 'orth_error', 'seconds', 'params']
+
+def load_results(out:Path) -> tuple:
+    "The rows (a DataFrame of `keys` and `metrics`), histories and machines (dicts by `config_key`) in `out`, or empty ones."
+    _, runs = read_runs(out)
+    df = pd.DataFrame([dict(r['config'], **{m: r[m] for m in metrics}) for r in runs], columns=keys + metrics).astype(object)
+    by_key = {config_key(r['config']): r for r in runs}
+    return df, {k: r['history'] for k, r in by_key.items()}, {k: r.get('machine') for k, r in by_key.items()}
+
+# %% ../nbs/05_experiments.ipynb #282128b5
+def _write_atomic(path:Path, data:str|bytes):
+    "Replace `path` whole with `data`: written to a new uniquely named file beside it (never through a symlink), synced, then renamed."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')   # O_EXCL: a planted name or link is never opened
+    try:
+        with os.fdopen(fd, 'wb') as f: f.write(data.encode() if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)   # a symlink at `path` is replaced, not followed
+    except BaseException: Path(tmp).unlink(missing_ok=True); raise
+
+def save_runs(
+    out:Path,   # the results folder
+    meta:dict,  # how the grid was run (command, versions)
+    runs:list,  # the run records, each with its `config`, `metrics`, `history` and `machine`
+):
+    "Write `runs` to `out/results.json`, the one source of truth, then `results.csv` derived from it; each file replaced whole."
+    out = Path(out)
+    runs = json.loads(json.dumps(runs, default=str))   # as they will read back, so the checksum matches
+    _write_atomic(out/'results.json', json.dumps(dict(meta=meta, runs=runs, digest=_digest(runs)), indent=1))
+    _sync_csv(out)
+
+def _sync_csv(out:Path):
+    "Write `out/results.csv` from `results.json` unless it already says exactly that (missing, damaged or stale, it is remade)."
+    csv, text = out/'results.csv', load_results(out)[0].to_csv(index=False).encode()
+    if csv.is_symlink() or not csv.is_file() or csv.read_bytes() != text: _write_atomic(csv, text)
+
+# %% ../nbs/05_experiments.ipynb #043cc784
+@contextlib.contextmanager
+def lock_folder(
+    out:Path, # the results folder; its lock is the file `out/.lock`
+):
+    "Hold an exclusive lock on `out` for the block: a second writer gets a `ResultsError` naming this process, at once."
+    try: import fcntl
+    except ImportError: yield; return   # no advisory locks on this platform (Windows): one writer is then the user's care
+    path = Path(out)/'.lock'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or '?'
+            raise ResultsError(f"{out} is in use by another svd-bn ablate (pid {holder}); expected one writer per results folder: "
+                               f"wait for it to finish, or choose another folder.") from None
+        os.ftruncate(fd, 0); os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally: os.close(fd)   # closing releases the lock; so does the process dying, however it dies
+
+# %% ../nbs/05_experiments.ipynb #82c48c20
+def check_folder(
+    out:Path,          # the results folder, made if missing
+    n_runs:int,        # runs still to write
+    per_run:int=2**16, # bytes to keep free per run, beside 1 MB for the plot and csv
+):
+    "Before anything trains: `out` is a folder we can create, write in, and fill; else a `ResultsError` saying which it is not."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise ResultsError(f"{out}: expected a folder for the results; got a file.")
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ResultsError(f"{out}: expected a folder we can create for the results; got {e.strerror}.") from None
+    try: fd, tmp = tempfile.mkstemp(dir=out, prefix='.write-test.'); os.close(fd); os.unlink(tmp)
+    except OSError as e: raise ResultsError(f"{out}: expected a folder we can write in; got {e.strerror}.") from None
+    free, need = shutil.disk_usage(out).free, 2**20 + per_run * n_runs
+    if free < need: raise ResultsError(f"{out}: expected {need / 2**20:.1f} MB free for the results; got {free / 2**20:.1f} MB.")
 
 # %% ../nbs/05_experiments.ipynb #e86a5850
 def _devices(device=None) -> list:
@@ -172,8 +273,21 @@ def _devices(device=None) -> list:
 # %% ../nbs/05_experiments.ipynb #495d63bb
 _worker = {}   # in a worker process: its device, and the DataLoaders it built
 
-def _init_worker(devices:list, counter, threads:int):
-    "Start a worker process: the next device of `devices` in turn, `threads` torch threads, and Ctrl-C left to the parent."
+def _die_with_parent(ppid:int):
+    "End this process when process `ppid` (its parent) dies, however it dies: SIGKILL from the kernel on Linux, else a watching thread."
+    try:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0: raise OSError   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == ppid: time.sleep(1)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != ppid: os._exit(1)   # the parent died before we asked
+
+def _init_worker(devices:list, counter, threads:int, ppid:int|None=None):
+    "Start a worker process: the next device of `devices` in turn, `threads` torch threads, Ctrl-C left to the parent, dead with it."
+    if ppid is not None: _die_with_parent(ppid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops the workers itself, and reports once
     with counter.get_lock(): k, counter.value = counter.value, counter.value + 1
     dev = devices[k % len(devices)]
@@ -198,21 +312,35 @@ def _serial(todo:list, dls, progress:bool):
 def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
     "Yield `(cfg, result)` for each of `todo` as it finishes, trained by `jobs` worker processes spread over `devices`."
     ctx = mp.get_context('spawn')   # fresh interpreters: no CUDA state or thread pools inherited from this process
-    ex = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(devices, ctx.Value('i', 0), threads))
+    ex = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(devices, ctx.Value('i', 0), threads, os.getpid()))
     try:
         futs = {ex.submit(_train_in_worker, c, dls_kwargs): c for c in todo}
         for f in as_completed(futs): yield futs[f], f.result()
     finally:   # done, or Ctrl-C, or a failed run: stop the runs in flight; the finished ones are saved already
         procs = list((getattr(ex, '_processes', None) or {}).values())   # the executor has no public handle on its workers
-        ex.shutdown(wait=False, cancel_futures=True)
-        for p in procs: p.terminate()
+        with _no_interrupts():   # a second Ctrl-C must not cut the clean-up short
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs: p.terminate()
+            for p in procs: p.join(5)
 
-def _label(c:Config) -> str: return f"{c.model} {c.opt} orth={'yes' if c.orth else 'no'} bn_bias={c.bn_bias:g} seed={c.seed}"
+@contextlib.contextmanager
+def _no_interrupts():
+    "Ignore Ctrl-C in the block, when this is the main thread (only it may set handlers)."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try: yield
+    finally: signal.signal(signal.SIGINT, old)
+
+# %% ../nbs/05_experiments.ipynb #62a4fdd2
+def _progress_line(i:int, n:int, c:Config, r:dict, elapsed:float) -> str:
+    "One line for the `i`-th finished run of `n`: its label and accuracy, the time so far, and an estimate of the time left."
+    left = elapsed / i * (n - i)
+    return f"[{i}/{n}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s; {elapsed / 60:.1f} min so far, about {left / 60:.0f} min left"
 
 # %% ../nbs/05_experiments.ipynb #c7ed4924
 def ablate(
     configs:list,          # the `Config`s to run
-    out:Path,              # folder for results.csv and results.json; it may hold only runs of `configs`
+    out:Path,              # folder for results.json (and results.csv, derived); it may hold only runs of `configs`
     dls=None,              # `DataLoaders` to use; built with `get_dls` when None
     device=None,           # torch device; CUDA when available (with jobs > 1, every GPU visible)
     progress:bool=True,    # fastprogress bars (one run at a time) or a line per finished run (jobs > 1)
@@ -221,33 +349,38 @@ def ablate(
     threads:int|None=None, # torch threads per worker process; default this process's
     **dls_kwargs,          # passed to `get_dls`
 ) -> pd.DataFrame:
-    "Run every `Config` of `configs` not already in `out`, saving after each; return all rows."
-    df, hist, mach = load_results(out)
-    order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, for the rows whichever run finishes first
-    have = [config_key(r) for _, r in df.iterrows()]
-    done, foreign = set(have), [k for k in have if k not in order]
-    if foreign: raise ValueError(f"Expected {out} to hold only runs of this grid. It holds {len(foreign)} of another "
-                                 f"(e.g. {dict(zip(keys, foreign[0]))}): choose another folder.")
-    todo = [c for c in configs if config_key(c) not in done]
-    if progress and done: print(f"{len(done)} of {len(configs)} runs already in {out}: skipped", flush=True)
+    "Run every `Config` of `configs` not already in `out`, saving each as it finishes; return all rows."
+    out = Path(out)
     if jobs > 1 and dls is not None: raise ValueError(f"Expected dls=None with jobs > 1 (each worker builds its own). Got {type(dls).__name__}.")
-    devices = _devices(device)
-    if todo and dls is None and jobs == 1:
-        c = todo[0]
-        dls = get_dls(c.data, bs=c.bs, train_size=c.train_size, device=devices[0], **dls_kwargs)
-    meta = dict(meta or {}, torch=torch.__version__, jobs=jobs,
-                device=str(dls.device) if jobs == 1 and dls is not None else ', '.join(map(str, devices)))
-    runs = (_serial(todo, dls, progress) if jobs == 1 else
-            _parallel(todo, min(jobs, len(todo) or 1), devices, threads or torch.get_num_threads(), dls_kwargs))
-    try:
-        for i, (c, r) in enumerate(runs):
-            hist[config_key(c)], mach[config_key(c)] = r.pop('history'), r.pop('machine')
-            df = pd.concat([df.astype(object), pd.DataFrame([dict(asdict(c), **r)]).astype(object)], ignore_index=True)
-            df = df.iloc[sorted(range(len(df)), key=lambda j: order[config_key(df.iloc[j])])].reset_index(drop=True)
-            save_results(out, df, hist, meta, mach)
-            if progress and jobs > 1: print(f"[{i+1}/{len(todo)}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s", flush=True)
-    finally: runs.close()
-    return df
+    check_folder(out, len(configs))
+    with lock_folder(out):
+        _, records = read_runs(out)   # checked whole before anything trains: a damaged folder is refused, never overwritten
+        if records: _sync_csv(out)
+        order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, whichever run finishes first
+        done = {config_key(r['config']) for r in records}
+        foreign = [k for k in done if k not in order]
+        if foreign: raise ResultsError(f"{out}: expected only runs of this grid; it holds {len(foreign)} of another "
+                                       f"(e.g. {_label(Config(*foreign[0]))}). Choose another folder.")
+        todo = [c for c in configs if config_key(c) not in done]
+        if progress and done: print(f"{len(done)} of {len(configs)} runs already in {out}: skipped", flush=True)
+        if progress and todo and jobs > 1: print(f"{len(todo)} runs to train, {jobs} at a time; a line as each finishes", flush=True)
+        devices = _devices(device)
+        if todo and dls is None and jobs == 1:
+            c = todo[0]
+            dls = get_dls(c.data, bs=c.bs, train_size=c.train_size, device=devices[0], **dls_kwargs)
+        meta = dict(meta or {}, torch=torch.__version__, jobs=jobs,
+                    device=str(dls.device) if jobs == 1 and dls is not None else ', '.join(map(str, devices)))
+        runs = (_serial(todo, dls, progress) if jobs == 1 else
+                _parallel(todo, min(jobs, len(todo) or 1), devices, threads or torch.get_num_threads(), dls_kwargs))
+        t0 = time.perf_counter()
+        try:
+            for i, (c, r) in enumerate(runs):
+                records.append(dict(config=asdict(c), **r))   # one record: the result, its history and its machine together
+                records.sort(key=lambda r: order[config_key(r['config'])])
+                save_runs(out, meta, records)
+                if progress and jobs > 1: print(_progress_line(i + 1, len(todo), c, r, time.perf_counter() - t0), flush=True)
+        finally: runs.close()
+    return load_results(out)[0]
 
 # %% ../nbs/05_experiments.ipynb #03ae89c5
 def results_table(df:pd.DataFrame) -> str:
@@ -276,7 +409,8 @@ def results_plot(df:pd.DataFrame, hist:dict, fname=None):
     a0.set_xticks(range(len(labels)), labels, fontsize=8); a0.set_ylabel('valid accuracy (%)')
     a1.set_xlabel('epoch'); a1.set_ylabel('orth_error (pointwise)'); a1.set_title('blue: projected, orange: not')
     fig.tight_layout()
-    if fname: fig.savefig(fname, dpi=100); plt.close(fig)
+    if fname:   # replaced whole, like the results files
+        buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100); plt.close(fig); _write_atomic(Path(fname), buf.getvalue())
     return fig
 
 # %% ../nbs/05_experiments.ipynb #8d01be91

@@ -17,7 +17,7 @@ def quick(tmp_path_factory):
 def test_quick_exits_0_and_writes_three_files(quick):
     out, r = quick
     assert r.returncode == 0, r.stderr[-2000:]
-    assert {p.name for p in out.iterdir()} == {'results.csv', 'results.json', 'results.png'}
+    assert {p.name for p in out.iterdir()} == {'.lock', 'results.csv', 'results.json', 'results.png'}
     head = next(l for l in r.stdout.splitlines() if l.startswith('|'))
     assert [c.strip() for c in head.strip('|').split('|')] == ['model', 'orth', 'optimizer', 'seed 0', 'mean ± std']
 
@@ -157,7 +157,7 @@ def test_jobs_crash_and_ctrl_c_lose_no_row_and_rows_equal_serial(tmp_path):
     ws = _workers(p.pid)
     p.send_signal(signal.SIGINT)                                  # Ctrl-C
     err = p.communicate(timeout=60)[1]
-    assert p.returncode == 130 and 'finished runs are kept' in err and 'Traceback' not in err, err[-2000:]
+    assert p.returncode == 130 and 'kept in' in err and 'Traceback' not in err, err[-2000:]
     time.sleep(0.5)
     assert ws and not any(map(_alive, ws))                        # no worker left running
     assert n_rows() > n1
@@ -195,3 +195,157 @@ def test_workers_take_the_gpus_in_turn(monkeypatch):
         for _ in range(4): E._init_worker(devs, counter, 1); got.append(E._worker['device'].index)
     finally: torch.set_num_threads(n); signal.signal(signal.SIGINT, old); E._worker.clear()
     assert got == [0, 1, 2, 0]
+
+# --- The results folder: one writer, one record per run, checked on load and before training ---
+
+def _descendants(pid):
+    "Every process below `pid`: workers and multiprocessing's resource tracker."
+    try: kids = [int(k) for t in Path(f'/proc/{pid}/task').iterdir() for k in (t/'children').read_text().split()]
+    except FileNotFoundError: return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+def _fake_train(calls):
+    "A stand-in for `train_one` that records its calls and returns a valid result at once."
+    def f(cfg, dls, progress=False):
+        calls.append(cfg)
+        return dict(accuracy=0.5 + cfg.seed / 100, valid_loss=1., orth_error=0., seconds=0., params=1, history=[0.] * (cfg.epochs + 1), machine=None)
+    return f
+
+SMALL = ['ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '1', '--train-size', '64', '--no-bar']
+
+@pytest.fixture
+def finished(tmp_path, monkeypatch):
+    "A folder holding a finished 4-run grid (fake runs), and a function that reruns the grid in it, counting what it trains."
+    calls = []
+    monkeypatch.setattr(E, 'train_one', _fake_train(calls))
+    out = tmp_path/'r'
+    assert C.main(SMALL + ['--out', str(out)]) == 0 and len(calls) == 4
+    def rerun(): calls.clear(); return C.main(SMALL + ['--out', str(out)]), list(calls)
+    return out, rerun
+
+def test_two_concurrent_runs_one_trains_the_other_refuses(tmp_path):
+    out = tmp_path/'r'
+    args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--seeds', '2', '--epochs', '2', '--no-bar', '--out', str(out)]
+    a = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while not ((out/'.lock').exists() and (out/'.lock').read_text().strip()) and time.time() - t < 120: time.sleep(0.05)
+    b = run(*args[2:], '--opts', 'sgd', timeout=120)   # an overlapping grid on the same folder
+    assert b.returncode == 1 and len(b.stderr.strip().splitlines()) == 1, b.stderr[-2000:]
+    assert f'in use by another svd-bn ablate (pid {a.pid})' in b.stderr
+    assert a.wait(timeout=600) == 0, a.communicate()[1][-2000:]
+    assert len(E.load_results(out)[0]) == 8   # the first grid's rows, all of them
+
+def test_every_truncation_of_the_csv_resumes_with_every_row(finished):
+    out, rerun = finished
+    full, hist = E.load_results(out)[:2]
+    data = (out/'results.csv').read_bytes()
+    for k in range(len(data)):   # the csv is derived: any damage to it is repaired from results.json
+        (out/'results.csv').write_bytes(data[:k])
+        df, h, _ = E.load_results(out)
+        assert df.equals(full) and h == hist
+    (out/'results.csv').unlink()
+    assert rerun() == (0, []) and (out/'results.csv').read_bytes() == data
+
+def test_every_truncation_of_the_json_is_refused_in_one_line(finished, capsys):
+    out, rerun = finished
+    data = (out/'results.json').read_bytes()
+    for k in range(len(data)):
+        (out/'results.json').write_bytes(data[:k])
+        with pytest.raises(E.ResultsError) as e: E.read_runs(out)
+        assert '\n' not in str(e.value) and str(out/'results.json') in str(e.value)
+    capsys.readouterr()
+    code, calls = rerun()
+    err = capsys.readouterr().err
+    assert code == 1 and calls == [] and err.startswith('svd-bn ablate: error: ') and len(err.strip().splitlines()) == 1
+    assert (out/'results.json').read_bytes() == data[:-1]   # never overwritten
+
+def test_deleted_json_is_refused_and_nothing_retrained(finished, capsys):
+    out, rerun = finished
+    (out/'results.json').unlink()
+    code, calls = rerun()
+    err = capsys.readouterr().err
+    assert code == 1 and calls == [] and 'is missing' in err and len(err.strip().splitlines()) == 1
+
+@pytest.mark.parametrize('edit,msg', [(lambda rs: rs + [rs[0]], 'are the same run'),
+                                      (lambda rs: [dict(rs[0], accuracy=float('nan'))] + rs[1:], 'valid accuracy'),
+                                      (lambda rs: [dict(rs[0], config=dict(rs[0]['config'], orth='Tru'))] + rs[1:], 'valid orth'),
+                                      (lambda rs: [dict(rs[0], config=dict(rs[0]['config'], seed=0.5))] + rs[1:], 'valid seed'),
+                                      (lambda rs: [dict(rs[0], history=None)] + rs[1:], 'valid history')])
+def test_damaged_records_are_refused_not_read_as_runs(finished, capsys, edit, msg):
+    out, rerun = finished
+    d = json.loads((out/'results.json').read_text()); d.pop('digest')   # as an older file, checked run by run
+    (out/'results.json').write_text(json.dumps(dict(d, runs=edit(d['runs']))))
+    code, calls = rerun()
+    err = capsys.readouterr().err
+    assert code == 1 and calls == [] and msg in err and str(out/'results.json') in err and len(err.strip().splitlines()) == 1
+
+def test_plausible_edit_is_caught_by_the_checksum(finished, capsys):
+    out, rerun = finished
+    d = json.loads((out/'results.json').read_text()); d['runs'][1]['accuracy'] = 0.9
+    (out/'results.json').write_text(json.dumps(d))
+    code, calls = rerun()
+    assert code == 1 and calls == [] and 'checksum' in capsys.readouterr().err
+
+def test_planted_symlinks_are_replaced_not_followed(tmp_path, monkeypatch):
+    monkeypatch.setattr(E, 'train_one', _fake_train([]))
+    out, victim = tmp_path/'r', tmp_path/'victim'
+    victim.write_text('precious')
+    assert C.main(SMALL + ['--seeds', '1', '--out', str(out)]) == 0
+    for name in ('results.json.tmp', 'results.csv.tmp', 'results.csv', 'results.png'):   # the old fixed names, and the derived files
+        (out/name).unlink(missing_ok=True); (out/name).symlink_to(victim)
+    assert C.main(SMALL + ['--seeds', '2', '--out', str(out)]) == 0   # two more runs, each saved
+    assert victim.read_text() == 'precious'
+    assert not (out/'results.csv').is_symlink() and not (out/'results.png').is_symlink() and len(E.load_results(out)[0]) == 4
+
+@pytest.mark.parametrize('where,msg', [('file', 'got a file'), ('/proc/x', 'expected a folder we can create'),
+                                       ('/proc', 'expected a folder we can write in'), ('full', 'MB free')])
+def test_unusable_out_is_refused_before_training(tmp_path, monkeypatch, capsys, where, msg):
+    calls = []
+    monkeypatch.setattr(E, 'train_one', _fake_train(calls))
+    out = tmp_path/'f' if where in ('file', 'full') else Path(where)
+    if where == 'file': out.write_text('')
+    if where == 'full':
+        import shutil
+        monkeypatch.setattr(E.shutil, 'disk_usage', lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    assert C.main(SMALL + ['--out', str(out)]) == 1 and calls == []
+    err = capsys.readouterr().err
+    assert err.startswith(f'svd-bn ablate: error: {out}') and msg in err and len(err.strip().splitlines()) == 1
+
+def test_prefixes_of_options_are_not_guessed(tmp_path):
+    r = run('ablate', '--seed', '1', '--out', str(tmp_path), timeout=120)
+    assert r.returncode == 2 and 'unrecognized arguments: --seed' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+def test_interrupt_before_any_run_says_so(tmp_path, monkeypatch, capsys):
+    def stop(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(E, 'train_one', stop)
+    assert C.main(SMALL + ['--out', str(tmp_path/'r')]) == 130
+    assert 'no run had finished' in capsys.readouterr().err
+
+@pytest.mark.skipif(not Path('/proc/self/task').exists(), reason='reads the process tree from /proc (Linux)')
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGHUP])
+def test_no_worker_outlives_its_parent(tmp_path, sig):
+    out = tmp_path/'r'
+    args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '50', '--jobs', '2', '--no-bar', '--out', str(out)]
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while len(_workers(p.pid)) < 2 and time.time() - t < 120: time.sleep(0.1)
+    time.sleep(3)   # the workers are importing torch and building their data
+    kids = _descendants(p.pid)
+    assert len(_workers(p.pid)) == 2 and kids, p.communicate()[1][-2000:] if p.poll() is not None else kids
+    p.send_signal(sig)
+    p.wait(timeout=60)
+    t = time.time()
+    while any(map(_alive, kids)) and time.time() - t < 30: time.sleep(0.1)
+    assert not any(map(_alive, kids)), [k for k in kids if _alive(k)]
+    if sig == signal.SIGHUP: assert p.returncode == 130 and 'interrupted' in p.stderr.read()   # a closed terminal stops it as Ctrl-C does
+
+def test_double_ctrl_c_prints_one_line(tmp_path):
+    out = tmp_path/'r'
+    args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '50', '--jobs', '2', '--no-bar', '--out', str(out)]
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while len(_workers(p.pid)) < 2 and time.time() - t < 120: time.sleep(0.1)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT); time.sleep(0.05); p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and 'Exception ignored' not in err and 'Traceback' not in err, err[-2000:]
