@@ -4,13 +4,13 @@
 
 # %% ../nbs/00_data.ipynb #6cdec8d3
 from __future__ import annotations
-import socket, contextlib, hashlib, os
+import socket, contextlib, hashlib, os, warnings, zipfile
 from pathlib import Path
 import numpy as np, torch
 import svd_bn   # before fastai: the package silences fastai's import-time torch.jit warning
 from fastai.data.core import Datasets, DataLoaders, TfmdDL
 from fastai.data.transforms import (ItemGetter, Categorize, Normalize, IntToFloatTensor, ToTensor, TrainTestSplitter, parent_label,
-                                    get_image_files)
+                                    image_extensions)
 from fastai.data.external import URLs, untar_data, fastai_cfg
 from fastai.vision.core import PILImage, TensorImage
 from fastai.torch_core import TensorCategory
@@ -18,8 +18,8 @@ import fastai.vision.data   # registers fastai's show_batch for images: a grid o
 
 # %% auto #0
 __all__ = ['datasets', 'channel_stats', 'balanced_subset', 'TensorDL', 'tensor_dls', 'digits_dls', 'DownloadError',
-           'download_guard', 'data_root', 'fashion_mnist_dls', 'decode_folder', 'write_fake_cifar', 'folder_dls',
-           'cifar10_dls', 'get_dls']
+           'download_guard', 'data_root', 'fashion_mnist_dls', 'write_fake_cifar', 'list_images', 'decode_folder',
+           'folder_dls', 'cifar10_dls', 'get_dls']
 
 # %% ../nbs/00_data.ipynb #ab73095f
 def channel_stats(
@@ -40,10 +40,11 @@ def balanced_subset(
     n:int,          # how many items to keep in all
     seed:int=0,     # the same seed keeps the same items
 ) -> list:
-    "Indices of `n` items, as close to equal across the classes of `labels` as `n` allows."
+    "Indices of `n` items, as close to equal across the classes of `labels` as `n` allows, and at least one of each class."
     labels = np.asarray(labels)
     if n < 1 or n > len(labels): raise ValueError(f"Expected 1 <= train_size <= {len(labels)}. Got {n}.")
     rng, classes = np.random.default_rng(seed), np.unique(labels)
+    if n < len(classes): raise ValueError(f"Expected train_size >= the number of classes ({len(classes)}), so every class is trained on. Got {n}.")
     per = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
     order = [i for row in zip(*per) for i in row]  # round-robin over the classes
     rest = rng.permutation(np.setdiff1d(np.arange(len(labels)), order))
@@ -79,11 +80,14 @@ class TensorDL(TfmdDL):
         for b in idx.to(xs[0].device).split(self.bs): yield tuple(t[b] for t in xs)
 
 # %% ../nbs/00_data.ipynb #366aab7e
-def _split(y:list, valid_idx, train_size:int|None, seed:int) -> tuple:
-    "The indices to keep, training ones first (a class-balanced subset of `train_size` when given), and how many train."
+def _split(y:list, valid_idx, train_size:int|None, seed:int, bs:int) -> tuple:
+    "The indices to keep, training ones first (a class-balanced subset of `train_size` when given), and how many train: at least `bs`."
     valid = sorted(set(int(i) for i in valid_idx))
     train = sorted(set(range(len(y))) - set(valid))
     if train_size is not None: train = [train[i] for i in balanced_subset([y[j] for j in train], train_size, seed)]
+    if len(train) < bs:   # the training loader drops its last partial batch: fewer images than bs make no batch at all
+        raise ValueError(f"Expected at least bs={bs} training images, since the training loader drops a partial batch. Got {len(train)}"
+                         + (f" (train_size={train_size})." if train_size is not None else "."))
     return train + valid, len(train)
 
 def _stacked_dls(dsets:Datasets, x:torch.Tensor, y:list, vocab:list, n:int, bs:int, **kwargs) -> DataLoaders:
@@ -106,7 +110,7 @@ def tensor_dls(
     **kwargs,             # passed to `Datasets.dataloaders`
 ) -> DataLoaders:
     "`TensorDL`s over in-memory images `x` with labels `y`, converted and normalized (training-set statistics) on the device."
-    keep, n = _split(y, valid_idx, train_size, seed)
+    keep, n = _split(y, valid_idx, train_size, seed, bs)
     x, names = TensorImage(x[torch.tensor(keep, dtype=torch.long)]), [y[i] for i in keep]   # one copy; the items are views of it
     items = list(zip(map(TensorImage, x.as_subclass(torch.Tensor).unbind(0)), names))
     dsets = Datasets(items, tfms=[[ItemGetter(0)], [ItemGetter(1), Categorize(vocab=vocab, sort=False)]], splits=[range(n), range(n, len(keep))])
@@ -159,35 +163,7 @@ def fashion_mnist_dls(bs:int=64, root=None, **kwargs) -> DataLoaders:
     y = [tr.classes[i] for i in torch.cat([tr.targets, te.targets])]
     return tensor_dls(x, y, range(len(tr), len(y)), vocab=tr.classes, bs=bs, **kwargs)
 
-# %% ../nbs/00_data.ipynb #d41b5f09
-def _fingerprint(path:Path, files:list) -> str:
-    "A short hash of the names, sizes and modification times of `files` under `path`."
-    h = hashlib.sha1()
-    for f in files: s = f.stat(); h.update(f"{f.relative_to(path)}\t{s.st_size}\t{s.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-# %% ../nbs/00_data.ipynb #a274377d
-def decode_folder(
-    path:Path,   # a folder with `train/<class>/*` and `test/<class>/*`
-    root=None,   # the cache's data folder; default fastai's
-) -> dict:
-    "Every image of `path` as one uint8 tensor `x` (N, C, H, W), with `labels`, `split` and `files`: decoded once, then read from a cache."
-    path = Path(path)
-    files = sorted(get_image_files(path, folders=['train', 'test']))
-    if not files: raise FileNotFoundError(f"Expected image files under {path}/train and {path}/test. Got none.")
-    cache = data_root(root)/'svd_bn'/f"{path.resolve().name}-{_fingerprint(path, files)}.pt"
-    if cache.exists(): return torch.load(cache)
-    ims = [np.asarray(PILImage.create(f)) for f in files]   # fastai's opener: RGB, whatever the file holds
-    shapes = {a.shape for a in ims}
-    if len(shapes) > 1: raise ValueError(f"Expected images of one size to stack. Got {len(shapes)} sizes under {path}: {sorted(shapes)[:3]}...")
-    d = dict(x=torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous(), labels=[parent_label(f) for f in files],
-             split=[f.parent.parent.name for f in files], files=[str(f.relative_to(path)) for f in files])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.parent/f'{cache.name}.{os.getpid()}.tmp'   # one per process: workers decoding at once never write the same file
-    torch.save(d, tmp); tmp.replace(cache)          # the cache is whole or absent, never half written
-    return d
-
-# %% ../nbs/00_data.ipynb #92bc0ec6
+# %% ../nbs/00_data.ipynb #cdffafde
 def write_fake_cifar(
     path:Path,                 # the folder to fill
     classes=('cat', 'dog', 'frog'), # class names
@@ -205,9 +181,139 @@ def write_fake_cifar(
             for i in range(n): Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path/split/c/f'{i:04d}.{ext}')
     return path
 
+# %% ../nbs/00_data.ipynb #24431c47
+def _split_folders(
+    path:Path,   # the dataset folder
+) -> tuple:
+    "The training and validation folders of `path`: `train/` and `test/` (or fastai's `valid/`), real folders, not symlinks."
+    real = [n for n in ('train', 'test', 'valid') if (path/n).is_dir() and not (path/n).is_symlink()]
+    if real not in (['train', 'test'], ['train', 'valid']):
+        raise FileNotFoundError(f"Expected a folder with train/<class>/ and test/<class>/ (or valid/<class>/) inside, as real folders, not symlinks. "
+                                f"Got {path}, with {', '.join(n + '/' for n in real) or 'neither'}.")
+    return path/real[0], path/real[1]
+
+# %% ../nbs/00_data.ipynb #317c8191
+def _is_image(name:str) -> bool: return Path(name).suffix.lower() in image_extensions   # fastai's list of image extensions
+
+def _scan(
+    split:Path,  # a split folder, e.g. `train/`
+) -> tuple:
+    "The image files at `split/<class>/<image>`, and the entries skipped there: symlinks, folders inside a class, images outside one."
+    files, skipped = [], []
+    for c in os.scandir(split):
+        if c.name.startswith('.'): continue                                       # hidden: ignored, as fastai does
+        if c.is_symlink() or (_is_image(c.name) and not c.is_dir()): skipped.append(Path(c.path)); continue
+        if not c.is_dir(): continue                                               # not an image: ignored, as fastai does
+        for f in os.scandir(c.path):
+            if f.name.startswith('.'): continue
+            if f.is_symlink() or f.is_dir(follow_symlinks=False): skipped.append(Path(f.path))
+            elif _is_image(f.name): (files if f.is_file(follow_symlinks=False) else skipped).append(Path(f.path))
+    return files, skipped
+
+# %% ../nbs/00_data.ipynb #35304f8b
+def list_images(
+    path:Path,   # a folder with `train/<class>/<image>` and `test/<class>/<image>` (or `valid/` for `test/`)
+) -> list:
+    "The image files of `path` in fastai's layout, sorted; other entries skipped with one warning; the same classes in both splits."
+    path = Path(path)
+    train, held = _split_folders(path)
+    (ft, st), (fh, sh) = _scan(train), _scan(held)
+    if skipped := sorted(st + sh):
+        eg = ', '.join(s.relative_to(path).as_posix() for s in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        warnings.warn(f"Skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} of {path} not at {train.name}|{held.name}/<class>/<image> "
+                      f"(symlinks, folders inside a class, images outside one): {eg}.")
+    if not ft or not fh: raise FileNotFoundError(f"Expected image files in {train}/<class>/ and {held}/<class>/. Got {len(ft)} and {len(fh)}.")
+    ct, ch = ({f.parent.name for f in fs} for fs in (ft, fh))
+    if ct != ch: raise ValueError(f"Expected the same classes in {train.name}/ and {held.name}/. Got {sorted(ct - ch)} only in {train.name}/ "
+                                  f"and {sorted(ch - ct)} only in {held.name}/.")
+    return sorted(ft + fh)
+
+# %% ../nbs/00_data.ipynb #d41b5f09
+def _fingerprint(path:Path, files:list) -> str:
+    "A short hash of the names, sizes and modification times of `files` under `path`."
+    h = hashlib.sha1()
+    for f in files: s = f.stat(); h.update(f"{f.relative_to(path)}\t{s.st_size}\t{s.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/00_data.ipynb #cb5defbf
+def _read_image(
+    f:Path,   # an image file
+) -> np.ndarray:
+    "The pixels of `f`, (H, W, 3) uint8, as fastai's `PILImage.create` reads them (RGB), or a one-line error naming `f`."
+    try: return np.asarray(PILImage.create(f))   # np.asarray forces PIL's lazy decoding, so a truncated file fails here
+    except Exception as e: raise ValueError(f"Expected an image file. Got {f}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+
+# %% ../nbs/00_data.ipynb #97e6a234
+def _save_cache(
+    d:dict,       # what to save
+    cache:Path,   # the cache file
+):
+    "Write `d` to `cache` whole or not at all: to a temporary file, renamed when whole, removed whatever happens."
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.parent/f'{cache.name}.{os.getpid()}.tmp'   # one per process: workers decoding at once never write the same file
+    try: torch.save(d, tmp); tmp.replace(cache)
+    finally: tmp.unlink(missing_ok=True)                  # already gone when renamed
+
+# %% ../nbs/00_data.ipynb #0127b7a8
+def _alive(pid:int) -> bool:
+    "Whether a process with id `pid` runs on this machine."
+    if os.name == 'nt': return True     # there os.kill would end it: keep its files
+    try: os.kill(pid, 0)                # signal 0 only checks
+    except (ProcessLookupError, OverflowError): return False
+    except PermissionError: pass        # another user's process
+    return True
+
+def _remove_stale_tmp(
+    folder:Path,   # a cache folder
+) -> list:
+    "Remove the files `<cache>.<pid>.tmp` in `folder` whose writing process `pid` no longer runs, and return them."
+    stale = [t for t in Path(folder).glob('*.pt.*.tmp') if (pid := t.name.split('.')[-2]).isdigit() and int(pid) > 0 and not _alive(int(pid))]
+    for t in stale: t.unlink(missing_ok=True)
+    return stale
+
+# %% ../nbs/00_data.ipynb #52d629f4
+def _load_cache(
+    cache:Path,   # a cache file written by `_save_cache`
+    files:list,   # the names it must list, relative to the dataset folder
+) -> dict|None:
+    "The decoded images in `cache`, checked whole (CRC-32s) and listing `files`; None when absent, and with one warning when damaged."
+    if not cache.exists(): return None
+    try:
+        with zipfile.ZipFile(cache) as z:
+            if (bad := z.testzip()) is not None: raise ValueError(f"bad CRC-32 in {bad}")
+        d = torch.load(cache, weights_only=True)   # a tensor and lists of str: nothing to execute
+        if d['files'] != files or not len(d['x']) == len(d['labels']) == len(d['split']) == len(files):
+            raise ValueError(f"it lists {len(d['files'])} files, not the {len(files)} of the folder")
+        return d
+    except Exception as e:   # whatever the damage: a bad CRC, a broken zip, a refused object, a wrong list
+        lines = [l for l in str(e).splitlines() if l.strip()] or ['']
+        why = next((l for l in lines if 'GLOBAL' in l), lines[0])   # torch's weights-only refusal names the object on a line of its own
+        warnings.warn(f"Decoding afresh: the cache {cache} is damaged or unreadable ({type(e).__name__}: {why.strip()}).")
+        return None
+
+# %% ../nbs/00_data.ipynb #a274377d
+def decode_folder(
+    path:Path,   # a folder with `train/<class>/<image>` and `test/<class>/<image>` (or `valid/` for `test/`)
+    root=None,   # the cache's data folder; default fastai's
+) -> dict:
+    "Every image of `path` as one uint8 tensor `x` (N, C, H, W), with `labels`, `split` and `files`: decoded once, then read from a checked cache."
+    path = Path(path)
+    files = list_images(path)
+    names = [str(f.relative_to(path)) for f in files]
+    cache = data_root(root)/'svd_bn'/f"{path.resolve().name}-{_fingerprint(path, files)}.pt"
+    _remove_stale_tmp(cache.parent)
+    if (d := _load_cache(cache, names)) is not None: return d
+    ims = [_read_image(f) for f in files]   # fastai's opener: RGB, whatever the file holds
+    shapes = {a.shape for a in ims}
+    if len(shapes) > 1: raise ValueError(f"Expected images of one size to stack. Got {len(shapes)} sizes under {path}: {sorted(shapes)[:3]}...")
+    d = dict(x=torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).contiguous(), labels=[f.parent.name for f in files],
+             split=[f.parent.parent.name for f in files], files=names)
+    _save_cache(d, cache)
+    return d
+
 # %% ../nbs/00_data.ipynb #3d158335
 def folder_dls(
-    path:Path,              # a folder with `train/<class>/*` and `test/<class>/*`
+    path:Path,              # a folder with `train/<class>/<image>` and `test/<class>/<image>` (or `valid/` for `test/`)
     bs:int=64,              # batch size
     train_size:int|None=None, # keep a class-balanced subset of this many training images
     seed:int=0,             # seed for the subset
@@ -216,10 +322,8 @@ def folder_dls(
 ) -> DataLoaders:
     "`TensorDL`s over an image folder in fastai's CIFAR layout, decoded once (`decode_folder`), normalized with training-set statistics."
     path = Path(path)
-    if not (path/'train').is_dir() or not (path/'test').is_dir():
-        raise FileNotFoundError(f"Expected a folder with train/<class>/ and test/<class>/ inside. Got {path}.")
     d = decode_folder(path, root)
-    keep, n = _split(d['labels'], [i for i, s in enumerate(d['split']) if s == 'test'], train_size, seed)
+    keep, n = _split(d['labels'], [i for i, s in enumerate(d['split']) if s != 'train'], train_size, seed, bs)
     vocab = sorted(set(d['labels']))
     # the items are the files, read as fastai's ImageBlock reads them, so `test_dl`, `predict` and an exported learner take files;
     # the batches come from the decoded tensor, pixel for pixel the same

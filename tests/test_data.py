@@ -1,8 +1,9 @@
 "Data loading with no network: fake files in the cache layouts the loaders read, and fast, clear failures."
-import time, gzip
+import time, gzip, os, re, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pytest, torch
-from svd_bn.data import get_dls, write_fake_cifar, DownloadError, TensorDL
+import svd_bn.data
+from svd_bn.data import get_dls, write_fake_cifar, DownloadError, TensorDL, list_images, decode_folder
 
 def test_digits_shapes():
     dls = get_dls('digits', bs=32)
@@ -97,6 +98,126 @@ def test_offline_download_fails_fast(tmp_path, name):
 def test_bad_name_and_bs():
     with pytest.raises(ValueError, match="Expected name to be one of digits, fashion_mnist, cifar10. Got 'mnist'"): get_dls('mnist')
     with pytest.raises(ValueError, match='Expected a batch size of at least 1'): get_dls('digits', bs=0)
+
+def _warns(f):
+    "The result of `f()` and the messages of the warnings it raised."
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always'); r = f()
+    return r, [str(o.message) for o in w]
+
+def _add(p, kind):
+    "Add to the fake folder `p` one entry of `kind` that is not at <split>/<class>/<image>; return its path relative to `p`."
+    img = (p/'train/cat/0000.png').read_bytes()
+    if kind == 'nested': (p/'test/cat/more').mkdir(); (p/'test/cat/more/x.png').write_bytes(img); return 'test/cat/more'
+    if kind == 'stray': (p/'test/x.png').write_bytes(img); return 'test/x.png'
+    if kind == 'loop': (p/'train/cat/loop').symlink_to('.'); return 'train/cat/loop'
+    if kind == 'escape': (p/'train/cat/up').symlink_to('../..'); return 'train/cat/up'
+    if kind == 'linked_file': (p/'train/dog/x.png').symlink_to(p/'train/cat/0000.png'); return 'train/dog/x.png'
+    if kind == 'linked_class': (p/'train/bird').symlink_to(p/'test/cat'); return 'train/bird'
+
+@pytest.mark.parametrize('kind', ['nested', 'stray', 'loop', 'escape', 'linked_file', 'linked_class'])
+def test_layout_skips_what_is_not_split_class_image(tmp_path, kind):
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1)
+    clean = list_images(p)
+    skipped = _add(p, kind)
+    files, msgs = _warns(lambda: list_images(p))
+    assert files == clean
+    assert msgs == [f'Skipped 1 entry of {p} not at train|test/<class>/<image> (symlinks, folders inside a class, images outside one): {skipped}.']
+    with pytest.warns(UserWarning, match='Skipped 1 entry'): dls = get_dls('cifar10', path=p, bs=2, root=tmp_path)
+    assert dls.vocab == ['cat', 'dog', 'frog'] and (len(dls.train_ds), len(dls.valid_ds)) == (6, 3)
+
+def test_layout_counts_all_it_skips(tmp_path):
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1)
+    for k in ('nested', 'stray', 'loop', 'escape', 'linked_file'): _add(p, k)
+    (p/'train/cat/notes.txt').write_text('not an image'); (p/'train/.DS_Store').write_text('')   # ignored, as fastai ignores them
+    files, msgs = _warns(lambda: list_images(p))
+    assert len(files) == 9 and len(msgs) == 1 and '\n' not in msgs[0]
+    assert msgs[0].startswith(f'Skipped 5 entries of {p}') and msgs[0].endswith('test/cat/more, test/x.png, train/cat/loop and 2 more.')
+
+def test_layout_classes_must_match(tmp_path):
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1)
+    (p/'test/dog').rename(p/'test/dgo')
+    with pytest.raises(ValueError, match=re.escape("Expected the same classes in train/ and test/. Got ['dog'] only in train/ and ['dgo'] only in test/.")):
+        get_dls('cifar10', path=p, bs=2, root=tmp_path)
+    q = write_fake_cifar(tmp_path/'d', n_train=2, n_test=1, classes=('cat', 'bird'))
+    (q/'train/bird').rename(q/'bird'); (q/'train/bird').symlink_to(q/'bird')   # a class whose train/ folder is a symlink: skipped
+    with pytest.raises(ValueError, match=re.escape("Got [] only in train/ and ['bird'] only in test/.")), pytest.warns(UserWarning):
+        list_images(q)
+
+def test_layout_valid_folder(tmp_path):
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1)
+    (p/'test').rename(p/'valid')
+    dls = get_dls('cifar10', path=p, bs=2, root=tmp_path)
+    assert (len(dls.train_ds), len(dls.valid_ds)) == (6, 3) and all(f.parent.parent.name == 'valid' for f in dls.valid_ds.items)
+    (p/'test').mkdir()
+    with pytest.raises(FileNotFoundError, match=re.escape(f'Got {p}, with train/, test/, valid/.')): list_images(p)   # which one?
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage'])
+def test_bad_image_named(tmp_path, damage):
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1, ext='jpg')
+    f = p/'train/dog/0001.jpg'
+    f.write_bytes(f.read_bytes()[:len(f.read_bytes()) // 2] if damage == 'truncated' else b'garbage' * 20)
+    with pytest.raises(ValueError, match=re.escape(f'Expected an image file. Got {f}: ') + ('OSError: image file is truncated' if damage == 'truncated' else 'UnidentifiedImageError')) as e:
+        get_dls('cifar10', path=p, bs=2, root=tmp_path)
+    assert '\n' not in str(e.value)
+
+def _cache(root):
+    "The one cache file under `root`."
+    c, = (root/'svd_bn').glob('*.pt')
+    return c
+
+def test_garbled_cache_detected_and_rebuilt(tmp_path):
+    p, root = write_fake_cifar(tmp_path/'c', n_train=4, n_test=2), tmp_path/'cache'
+    decode_folder(p, root=root)
+    c = _cache(root)
+    with open(c, 'r+b') as fh: fh.seek(c.stat().st_size // 2); fh.write(os.urandom(4096))
+    d, msgs = _warns(lambda: decode_folder(p, root=root))
+    assert msgs == [msgs[0]] and msgs[0].startswith(f'Decoding afresh: the cache {c} is damaged or unreadable (ValueError: bad CRC-32 in ')
+    fresh = decode_folder(p, root=tmp_path/'fresh')
+    assert torch.equal(d['x'], fresh['x']) and all(d[k] == fresh[k] for k in ('labels', 'split', 'files'))
+    d2, msgs = _warns(lambda: decode_folder(p, root=root))   # rewritten: read back whole
+    assert msgs == [] and torch.equal(d2['x'], fresh['x'])
+
+class _Sneaky:
+    "Unpickled, it would make the folder `path`: proof that the cache's pickle ran code."
+    def __init__(self, path): self.path = path
+    def __reduce__(self): return (os.mkdir, (str(self.path),))
+
+def test_cache_loaded_weights_only(tmp_path):
+    p, root = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1), tmp_path/'cache'
+    a = decode_folder(p, root=root)
+    torch.save(dict(a, x=_Sneaky(tmp_path/'ran')), _cache(root))
+    d, msgs = _warns(lambda: decode_folder(p, root=root))
+    assert not (tmp_path/'ran').exists()                      # refused, not run
+    assert len(msgs) == 1 and 'damaged or unreadable (UnpicklingError: ' in msgs[0]
+    assert torch.equal(d['x'], a['x'])
+
+def test_stale_tmp_removed(tmp_path):
+    p, root = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1), tmp_path/'cache'
+    decode_folder(p, root=root)
+    ended = subprocess.Popen([sys.executable, '-c', 'pass']); ended.wait()
+    stale, live = (root/'svd_bn'/f'{_cache(root).name}.{pid}.tmp' for pid in (ended.pid, os.getpid()))
+    for t in (stale, live): t.write_bytes(b'half a cache')
+    decode_folder(p, root=root)
+    assert not stale.exists() and live.exists()               # a running writer's file is left alone
+
+def test_failed_write_removes_its_tmp(tmp_path, monkeypatch):
+    p, root = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1), tmp_path/'cache'
+    def disk_full(obj, f): Path(f).write_bytes(b'half'); raise OSError('No space left on device')
+    monkeypatch.setattr(svd_bn.data.torch, 'save', disk_full)
+    with pytest.raises(OSError, match='No space left'): decode_folder(p, root=root)
+    assert list((root/'svd_bn').iterdir()) == []              # neither a cache nor a temporary file
+
+def test_train_size_errors(tmp_path):
+    with pytest.raises(ValueError, match=re.escape('Expected train_size >= the number of classes (10), so every class is trained on. Got 7.')):
+        get_dls('digits', train_size=7)
+    with pytest.raises(ValueError, match=re.escape('number of classes (10)')): get_dls('digits', bs=7, train_size=7)
+    with pytest.raises(ValueError, match=re.escape('Expected at least bs=64 training images, since the training loader drops a partial batch. Got 20 (train_size=20).')):
+        get_dls('digits', train_size=20)
+    assert len(get_dls('digits', bs=10, train_size=10).train) == 1   # the fewest that work: one batch holding every class
+    p = write_fake_cifar(tmp_path/'c', n_train=2, n_test=1)
+    with pytest.raises(ValueError, match=re.escape('Expected at least bs=4 training images')): get_dls('cifar10', path=p, bs=4, train_size=3, root=tmp_path)
+    with pytest.raises(ValueError, match=re.escape('Got 6.')): get_dls('cifar10', path=p, bs=8, root=tmp_path)
 
 LOCAL = Path(__file__).resolve().parents[2]/'shared'/'data'/'cifar10'
 
