@@ -11,13 +11,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .norms import BatchNorm
 
 # %% auto #0
-__all__ = ['bn_layers', 'check_finite', 'init_bn_bias_']
+__all__ = ['bn_layers', 'check_finite', 'check_fits', 'init_bn_bias_']
 
 # %% ../nbs/03_bn_bias.ipynb #c427213f
 def bn_layers(
     model:nn.Module, # a model, or a single module
 ) -> list:
     "The affine batch norms of `model` (itself included), in order: PyTorch's `BatchNorm1d/2d/3d`, `SyncBatchNorm`, and `svd_bn.norms.BatchNorm`."
+    if not isinstance(model, nn.Module): raise TypeError(f"Expected an nn.Module for model. Got {type(model).__name__}.")
     return [m for m in model.modules() if isinstance(m, (_BatchNorm, BatchNorm)) and m.affine]
 
 # %% ../nbs/03_bn_bias.ipynb #1ebfca79
@@ -30,6 +31,17 @@ def check_finite(
         raise ValueError(f"Expected a finite real number for the bias. Got {value!r}.")
     return float(value)
 
+# %% ../nbs/03_bn_bias.ipynb #ad146518
+def check_fits(
+    value:float,       # a finite bias, from `check_finite`
+    dtype:torch.dtype, # the dtype of the bias it goes into
+) -> float:
+    "`value`, or a `ValueError` unless `dtype` holds it: finite there, and not rounded to 0 unless it is 0."
+    t = torch.tensor(value, dtype=dtype)
+    if not torch.isfinite(t): raise ValueError(f"Expected a bias that is finite in {dtype}. Got {value}.")
+    if value != 0 and t == 0: raise ValueError(f"Expected a bias that does not round to 0 in {dtype}. Got {value}.")
+    return value
+
 # %% ../nbs/03_bn_bias.ipynb #57e11848
 @torch.no_grad()
 def init_bn_bias_(
@@ -37,11 +49,10 @@ def init_bn_bias_(
     value:float=1.0,    # the starting bias, β
 ) -> nn.Module:
     "Set the bias of every affine batch norm in `model` to `value`, in place; leave all else untouched."
-    value, bns = check_finite(value), bn_layers(model)
+    bns, value = bn_layers(model), check_finite(value)
     for m in bns:  # check them all before writing to any
         if isinstance(m.bias, nn.parameter.UninitializedParameter):
             raise ValueError(f"Expected initialized batch norms. Got a lazy {type(m).__name__}: run one batch through the model first.")
-        if not torch.isfinite(torch.tensor(value, dtype=m.bias.dtype)):
-            raise ValueError(f"Expected a bias that is finite in {m.bias.dtype}. Got {value}.")
+        check_fits(value, m.bias.dtype)
     for m in bns: m.bias.copy_(torch.full_like(m.bias, value))
     return model

@@ -4,12 +4,11 @@
 
 # %% ../nbs/04_callback.ipynb #e9f2f146
 from __future__ import annotations
-import math
 import torch
 from torch import nn
 import matplotlib.pyplot as plt
-from .orth import Orthogonalizer, check_orth_options  # the package first: it silences fastai's import-time torch.jit warning
-from .bias import init_bn_bias_
+from .orth import Orthogonalizer, check_orth_options, check_module  # the package first: it silences fastai's import-time torch.jit warning
+from .bias import init_bn_bias_, check_finite
 from fastcore.basics import store_attr, patch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
@@ -32,13 +31,15 @@ class OrthCallback(Callback):
         check_orth_options(layers, method, normalize_rows)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"Expected every to be a positive integer. Got {every!r}.")
-        if bn_bias is not None and (isinstance(bn_bias, bool) or not isinstance(bn_bias, (int, float)) or not math.isfinite(bn_bias)):
-            raise ValueError(f"Expected bn_bias to be None or a finite number. Got {bn_bias!r}.")
+        if bn_bias is not None:
+            try: check_finite(bn_bias)   # any finite real: a NumPy float32 too
+            except ValueError: raise ValueError(f"Expected bn_bias to be None or a finite number. Got {bn_bias!r}.") from None
         store_attr()
         self.proj, self.bias_done, self.n_steps, self.hist, self.fits = None, False, 0, [], []
 
     def start_(self, model:nn.Module):
         "Set the BN biases (first time only), build the projector for `model` and project once."
+        check_module(model)
         if self.bn_bias is not None and not self.bias_done: init_bn_bias_(model, self.bn_bias)
         self.bias_done = True
         self.proj = Orthogonalizer(model, self.layers, self.method, self.normalize_rows)
@@ -88,6 +89,9 @@ def register_orth_hook(
     normalize_rows=True,       # wide groups: True, 'tight' or False
 ):
     "Project `model` after every `every` steps of `opt`; returns a handle whose `remove()` detaches it."
+    if not callable(getattr(opt, 'register_step_post_hook', None)):
+        raise TypeError(f"Expected a torch.optim.Optimizer for opt. Got {type(opt).__name__}.")
+    check_module(model)   # both checked before `start_` changes the model
     cb = OrthCallback(layers, method, every, bn_bias, normalize_rows)
     cb.start_(model)
     return opt.register_step_post_hook(lambda *_: cb.step_())

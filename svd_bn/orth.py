@@ -10,13 +10,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
+from torch.nn.utils.weight_norm import WeightNorm
+from torch.nn.utils.spectral_norm import SpectralNorm
 import pandas as pd
 from fastcore.basics import patch
 from .fast_polar import polar_batches, NonFinite, _to_host, _worst
 
 # %% auto #0
-__all__ = ['matrix_view', 'polar_svd', 'orth_residual', 'check_orth_options', 'select_layers', 'skip_reason', 'Orthogonalizer',
-           'orthogonalize_', 'orth_error', 'orth_report']
+__all__ = ['matrix_view', 'polar_svd', 'orth_residual', 'check_orth_options', 'check_module', 'select_layers', 'skip_reason',
+           'Orthogonalizer', 'orthogonalize_', 'orth_error', 'orth_report']
 
 # %% ../nbs/02_orth.ipynb #7fb1a184
 def matrix_view(
@@ -101,6 +103,15 @@ def check_orth_options(
     if not (normalize_rows is True or normalize_rows is False or normalize_rows == 'tight'):
         raise ValueError(f"Expected normalize_rows to be True, False or 'tight'. Got {normalize_rows!r}.")
 
+# %% ../nbs/02_orth.ipynb #4c1017f1
+def check_module(
+    x,                # what was passed for `name`
+    name:str='model', # the argument's name, for the message
+) -> nn.Module:
+    "`x`, or a `TypeError` unless it is an `nn.Module`."
+    if not isinstance(x, nn.Module): raise TypeError(f"Expected an nn.Module for {name}. Got {type(x).__name__}.")
+    return x
+
 # %% ../nbs/02_orth.ipynb #c88e7245
 def _is_pointwise(m:nn.Module) -> bool:
     "Whether `m` is a Linear or a Conv1d/2d/3d with a kernel of size 1."
@@ -113,23 +124,28 @@ def select_layers(
     layers:str|Callable='pointwise', # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`
 ) -> list:
     "`(name, module)` of every Linear and Conv1d/2d/3d of `model` chosen by `layers`, in `named_modules` order."
-    check_orth_options(layers, 'auto', True)
+    check_module(model); check_orth_options(layers, 'auto', True)
     pick = _pickers[layers] if isinstance(layers, str) else layers
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, *_convs)) and pick(n, m)]
 
 # %% ../nbs/02_orth.ipynb #777dd043
+def _hook_reparametrized(m:nn.Module) -> bool:
+    "Whether an old hook-based `torch.nn.utils.weight_norm` or `spectral_norm` recomputes `m.weight` before every forward."
+    return any(isinstance(h, (WeightNorm, SpectralNorm)) and h.name == 'weight' for h in m._forward_pre_hooks.values())
+
 def skip_reason(
     m:nn.Module,               # a Linear or conv chosen by `select_layers`
     include_frozen:bool=False, # project weights that do not require grad too
 ) -> str:
-    "Why the weight of `m` is left alone: 'parametrized', 'uninitialized', 'meta', 'empty' or 'frozen'; '' when it is projected."
+    "Why the weight of `m` is left alone: 'parametrized', 'not a parameter', 'uninitialized', 'meta', 'empty' or 'frozen'; '' when it is projected."
+    check_module(m, 'm')
     w = m._parameters.get('weight')
-    if parametrize.is_parametrized(m, 'weight') or not isinstance(w, nn.Parameter): return 'parametrized'
+    if parametrize.is_parametrized(m, 'weight') or _hook_reparametrized(m): return 'parametrized'
+    if not isinstance(w, nn.Parameter): return 'not a parameter'
     if isinstance(w, nn.parameter.UninitializedParameter): return 'uninitialized'
     if w.is_meta: return 'meta'
     if w.numel() == 0: return 'empty'
     return '' if include_frozen or w.requires_grad else 'frozen'
-
 
 # %% ../nbs/02_orth.ipynb #542d4c19
 def _other_reason(m:nn.Module) -> str:
@@ -140,14 +156,15 @@ def _other_reason(m:nn.Module) -> str:
     return 'not Linear or conv'
 
 def _other_weights(
-    model:nn.Module, # a layer or a whole model
+    model:nn.Module,                        # a layer or a whole model
+    pick:Callable=lambda n, m: True,        # `f(name, module) -> bool`: the modules to list
 ) -> list:
-    "`(name, shape, reason)` of every parameter with 2 or more dims above 1 (a matrix, not a per-channel scale) that belongs to no Linear or conv: never projected."
+    "`(name, shape, reason)` of every parameter with 2 or more dims above 1 (a matrix, not a per-channel scale) of the modules `pick` chooses that are no Linear or conv: never projected."
     out = []
     for n, m in model.named_modules():
         if isinstance(m, (nn.Linear, *_convs, parametrize.ParametrizationList)): continue
-        for pn, p in m.named_parameters(recurse=False):
-            if sum(d > 1 for d in p.shape) >= 2: out.append((f"{n}.{pn}" if n else pn, tuple(p.shape), _other_reason(m)))
+        ps = [(pn, p) for pn, p in m.named_parameters(recurse=False) if sum(d > 1 for d in p.shape) >= 2]
+        if ps and pick(n, m): out += [(f"{n}.{pn}" if n else pn, tuple(p.shape), _other_reason(m)) for pn, p in ps]
     return out
 
 # %% ../nbs/02_orth.ipynb #f72197f3
@@ -166,10 +183,11 @@ class Orthogonalizer:
         normalize_rows=True,             # wide groups: True (the write-up's step), 'tight' (a UNTF) or False (polar factor)
         include_frozen:bool=False,       # project weights that do not require grad too
     ):
-        check_orth_options(layers, method, normalize_rows)
+        check_module(model); check_orth_options(layers, method, normalize_rows)
         self.model, self.method, self.normalize_rows, self.include_frozen = model, method, normalize_rows, include_frozen
         self.layers, self.log = select_layers(model, layers), []
-        self.others = _other_weights(model) if layers == 'all' else []   # listed by `orth_report`, never projected
+        pick = _pickers[layers] if isinstance(layers, str) else layers
+        self.others = _other_weights(model, pick)   # the chosen weights no Linear or conv holds: listed by `orth_report`, never projected
 
     def skipped(self) -> list:
         "`skip_reason` of every selected layer, now: '' for the layers a call projects."
@@ -267,7 +285,7 @@ def orth_report(
     normalize_rows=True,             # the rule wide groups should satisfy: True or 'tight' (a UNTF), False (WᵀW = I)
     include_frozen:bool=False,       # project weights that do not require grad too
 ) -> pd.DataFrame:
-    "One row per selected layer of `model` (name, weight shape, groups, matrix shape, `orth_residual`, why it is `skipped`), then, for 'all', the weights never projected."
+    "One row per selected layer of `model` (name, weight shape, groups, matrix shape, `orth_residual`, why it is `skipped`), then the chosen weights no Linear or conv holds, never projected."
     o = Orthogonalizer(model, layers, 'auto', normalize_rows, include_frozen)
     rows = []
     for (n, m), e, why in zip(o.layers, o.errors(), o.skipped()):

@@ -130,3 +130,39 @@ def test_float64_and_meta_models():
     assert m[1].bias.dtype == torch.float64 and torch.equal(m[1].bias, torch.full((3,), 0.1, dtype=torch.float64))
     meta = nn.BatchNorm2d(4, device='meta')
     assert init_bn_bias_(meta, 1.0) is meta and meta.bias.device.type == 'meta'
+
+# --- library inputs: no model, swapped arguments, values a low-precision bias cannot hold ------------------------
+
+@pytest.mark.parametrize('bad', [None, 1.0, 'model', [nn.BatchNorm1d(2)], torch.zeros(2)])
+def test_non_module_model_raises_type_error(bad):
+    with pytest.raises(TypeError, match=f"^Expected an nn.Module for model. Got {type(bad).__name__}.$"): init_bn_bias_(bad)
+    with pytest.raises(TypeError, match=f"^Expected an nn.Module for model. Got {type(bad).__name__}.$"): bn_layers(bad)
+
+def test_swapped_arguments_raise_and_change_nothing():
+    m = mixed_model()
+    before = snapshot(m)
+    with pytest.raises(TypeError, match='Got float'): init_bn_bias_(1.0, m)
+    for k, v in m.state_dict().items(): assert torch.equal(v, before[k]), k
+
+@pytest.mark.parametrize('dtype, value', [(torch.float16, 1e-8), (torch.float16, -1e-9), (torch.float32, 1e-50), (torch.bfloat16, 1e-50)])
+def test_value_rounding_to_zero_raises_before_any_write(dtype, value):
+    assert torch.tensor(value, dtype=dtype) == 0   # the premise: this dtype cannot hold it
+    m = nn.Sequential(nn.BatchNorm1d(2).double(), BatchNorm(2, dtype=dtype))
+    with pytest.raises(ValueError, match=f"^Expected a bias that does not round to 0 in {dtype}. Got {value}.$"): init_bn_bias_(m, value)
+    assert torch.equal(m[0].bias, torch.zeros(2, dtype=torch.float64)) and torch.equal(m[1].bias, torch.zeros(2, dtype=dtype))
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float32])
+def test_smallest_nonzero_values_and_numpy_floats_are_accepted(dtype):
+    fi = torch.finfo(dtype)
+    for value in (0.0, -0.0, fi.smallest_normal, fi.smallest_normal / 4, np.float32(0.25), np.float32(fi.smallest_normal), np.float64(-1.5)):
+        bn = BatchNorm(3, dtype=dtype)
+        init_bn_bias_(bn, value)
+        assert torch.equal(bn.bias, torch.full((3,), float(value), dtype=dtype)), value
+        assert bool(bn.bias[0] != 0) == (value != 0)
+
+def test_value_that_only_float16_cannot_hold():
+    "1e-8 is fine in bfloat16 and float32 (their exponent range), and refused only for the float16 layer."
+    m = nn.Sequential(BatchNorm(2, dtype=torch.bfloat16), nn.BatchNorm1d(2))
+    init_bn_bias_(m, 1e-8)
+    assert (m[0].bias != 0).all() and (m[1].bias != 0).all()
+    with pytest.raises(ValueError, match='round to 0 in torch.float16'): init_bn_bias_(m.append(nn.BatchNorm1d(2).half()), 1e-8)

@@ -1,6 +1,6 @@
 "Tests of OrthCallback and register_orth_hook with real Learners on digits, and of the hook under DDP."
 import math, os, socket
-import pytest, torch
+import numpy as np, pytest, torch
 from torch import nn
 from functools import partial
 from fastai.learner import Learner, load_learner
@@ -377,3 +377,40 @@ def test_zero_head_with_all_layers(dls):
     with torch.no_grad(): lin.weight.zero_()
     fit(learn, 1)
     assert orth_error(learn.model, layers='all', normalize_rows=False) <= 1e-5
+
+# --- library inputs: no model, swapped arguments, NumPy and low-precision biases ---------------------------------
+
+def _state(model): return {k: v.clone() for k, v in model.state_dict().items()}
+def _same(model, state): return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+def test_register_hook_refuses_bad_arguments_before_changing_anything():
+    model = small(c_in=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = _state(model)
+    for args, msg in [((model, opt), 'Expected a torch.optim.Optimizer for opt. Got OrthNet.'),   # swapped
+                      ((None, model), 'Expected a torch.optim.Optimizer for opt. Got NoneType.'),
+                      ((model, model), 'Expected a torch.optim.Optimizer for opt. Got OrthNet.'),
+                      ((opt, None), 'Expected an nn.Module for model. Got NoneType.'),
+                      ((opt, opt), 'Expected an nn.Module for model. Got SGD.')]:
+        with pytest.raises(TypeError, match=f"^{msg}$"): register_orth_hook(*args, layers='all', bn_bias=1.)
+    assert _same(model, state) and not opt._optimizer_step_post_hooks
+
+def test_callback_start_refuses_a_non_module():
+    cb = OrthCallback(bn_bias=1.)
+    with pytest.raises(TypeError, match='^Expected an nn.Module for model. Got NoneType.$'): cb.start_(None)
+    assert cb.proj is None and not cb.bias_done
+
+def test_numpy_bn_bias_is_accepted():
+    assert OrthCallback(bn_bias=np.float32(0.5)).bn_bias == 0.5
+    model = small(c_in=1)
+    h = register_orth_hook(torch.optim.SGD(model.parameters(), lr=0.1), model, bn_bias=np.float32(0.25))
+    bns = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert bns and all(torch.equal(m.bias, torch.full_like(m.bias, 0.25)) for m in bns)
+    h.remove()
+
+def test_bn_bias_that_rounds_to_zero_in_half_is_refused_before_projecting():
+    model = small(c_in=1).half()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = _state(model)
+    with pytest.raises(ValueError, match='does not round to 0 in torch.float16. Got 1e-08'): register_orth_hook(opt, model, bn_bias=1e-8)
+    assert _same(model, state)

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 import svd_bn.fast_polar as fp
 from svd_bn.fast_polar import polar, run_steps
 from svd_bn.orth import (Orthogonalizer, orthogonalize_, orth_error, orth_report, check_orth_options, select_layers,
-                         matrix_view, polar_svd, _project)
+                         matrix_view, polar_svd, _project, skip_reason)
 
 @pytest.fixture(autouse=True, scope='module')
 def one_thread():
@@ -463,3 +463,60 @@ def test_other_kinds_are_listed_with_all():
     assert list(df['name'][:2]) == ['3.out_proj', '4']   # the selected layers first: MHA's out_proj is a Linear
     assert list(df['skipped']) == ['', '', 'transposed conv', 'not Linear or conv', 'recurrent', 'recurrent', 'attention in_proj']
     assert len(orth_report(net, 'pointwise')) == 2    # only the selected kinds for the other choices
+
+# --- library inputs: no model, swapped arguments, plain-tensor weights, a callable choosing what cannot be projected ---
+
+@pytest.mark.parametrize('bad', [None, 'all', torch.randn(3, 3), [nn.Linear(2, 2)]])
+@pytest.mark.parametrize('f', [orthogonalize_, orth_error, orth_report, Orthogonalizer, select_layers])
+def test_non_module_model_raises_type_error(f, bad):
+    with pytest.raises(TypeError, match=f"^Expected an nn.Module for model. Got {type(bad).__name__}.$"): f(bad)
+
+def test_swapped_arguments_raise_type_error():
+    net = nn.Sequential(nn.Linear(4, 4))
+    w = net[0].weight.detach().clone()
+    with pytest.raises(TypeError, match='Got str'): orthogonalize_('all', net)
+    with pytest.raises(TypeError, match='Got SGD'): orthogonalize_(torch.optim.SGD(net.parameters(), lr=0.1))
+    with pytest.raises(TypeError, match='Expected an nn.Module for m. Got NoneType'): skip_reason(None)
+    assert torch.equal(net[0].weight, w)
+
+def _plain_weight(lin:nn.Linear, buffer=False) -> nn.Linear:
+    "`lin` with its weight turned into a plain tensor attribute, or a buffer."
+    w = lin.weight.detach().clone()
+    del lin.weight
+    if buffer: lin.register_buffer('weight', w)
+    else: lin.weight = w
+    return lin
+
+@pytest.mark.parametrize('buffer', [False, True])
+def test_plain_tensor_weight_is_skipped_as_not_a_parameter(buffer):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), _plain_weight(nn.Linear(4, 4), buffer))
+    assert not isinstance(net[1].weight, nn.Parameter)
+    w = net[1].weight.clone()
+    for method in ('svd', 'newton'): orthogonalize_(net, 'all', method)
+    assert torch.equal(net[1].weight, w)
+    assert skip_reason(net[1]) == 'not a parameter'
+    rep = orth_report(net, 'all')
+    assert list(rep['skipped']) == ['', 'not a parameter'] and math.isnan(rep['error'][1])
+    assert orth_error(net, 'all') <= 1e-5
+
+def test_hook_based_reparametrizations_stay_parametrized():
+    with pytest.warns(FutureWarning): wn = torch.nn.utils.weight_norm(nn.Linear(4, 8))
+    sn = torch.nn.utils.spectral_norm(nn.Linear(4, 8))
+    assert not isinstance(sn.weight, nn.Parameter) and not isinstance(wn.weight, nn.Parameter)   # plain tensors, yet recomputed
+    assert [skip_reason(m) for m in (wn, sn)] == ['parametrized', 'parametrized']
+
+def test_callable_choosing_a_transposed_conv_lists_it():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ConvTranspose2d(4, 4, 2), nn.ConvTranspose1d(4, 4, 1), nn.Embedding(5, 4))
+    snap = {k: v.clone() for k, v in net.state_dict().items()}
+    pick = lambda n, m: isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    orthogonalize_(net, pick)
+    assert {k for k, v in net.state_dict().items() if not torch.equal(v, snap[k])} == {'0.weight'}
+    rep = orth_report(net, pick)
+    assert list(zip(rep['name'], rep['skipped'])) == [('0', ''), ('1.weight', 'transposed conv')]
+    assert rep['shape'][1] == tuple(net[1].weight.shape)
+    rep = orth_report(net, lambda n, m: n in ('2', '3'))   # only the chosen ones, whatever kind
+    assert list(zip(rep['name'], rep['skipped'])) == [('2.weight', 'transposed conv'), ('3.weight', 'not Linear or conv')]
+    assert len(orth_report(net, lambda n, m: False)) == 0
+    assert list(orth_report(net, 'all')['skipped']) == ['', 'transposed conv', 'transposed conv', 'not Linear or conv']
