@@ -46,7 +46,8 @@ recipe = ("Models: small (175k parameters) and large (3.2M), reconstructions siz
     "SGD recipe, the write-up's: batch size 64, momentum 0.9, weight decay 1e-4, lr 0.107, ×0.1 at epoch int(0.35·epochs), "
     "0.0017 from epoch int(0.8·epochs) (both scaled with --bs), BatchNorm momentum 0.1 until the first drop, then 0.05. "
     "Differences: no restart of the momentum buffer after epoch 1, and inputs normalized with the training set's channel "
-    "statistics instead of mean 0.5, std 0.5. AdamW recipe: one-cycle to lr 4e-3, weight decay 1e-2. "
+    "statistics instead of mean 0.5, std 0.5. No augmentation (the write-up states none). AdamW recipe: fastai's Adam with decoupled weight decay 1e-2 "
+    "(beta2 0.99, eps 1e-5), one-cycle to lr 4e-3. "
     "The projection is OrthCallback() with its defaults (layers='pointwise', method='auto').")
 
 def parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument('--orth', type=_choices(['yes', 'no'], lambda v: v == 'yes'), default=None, help="default: yes,no")
     a.add_argument('--bn-bias', type=_floats, default=None, help="BatchNorm bias init values; default: 1")
     a.add_argument('--seeds', type=_positive, default=None, help="seeds per configuration; default: 2 (--quick: 1)")
-    a.add_argument('--epochs', type=_positive, default=None, help="default: 10 (--quick: 2); the write-up used 30 on CIFAR-10")
+    a.add_argument('--epochs', type=_positive, default=None, help="default: 10 (--quick: 2); the write-up's training script runs 30 on CIFAR-10")
     a.add_argument('--bs', type=_positive, default=None, help="batch size; default: 64")
     a.add_argument('--train-size', type=_positive, default=None, help="train on a class-balanced subset of this many images; default: all (--quick on cifar10: 5000)")
     a.add_argument('--device', default=None, help="torch device; default: cuda when available (every GPU visible, with --jobs), else cpu")
@@ -114,7 +115,8 @@ def _kept(kept, n0:int, out:Path) -> str:
 def main(argv=None) -> int:
     "Entry point of `svd-bn` and `python -m svd_bn`."
     p = parser()
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra: p.ablate.error(f"unrecognized arguments: {' '.join(extra)}")   # named by the subcommand, like every other argument error
     opt = lambda k: getattr(args, k) if getattr(args, k) is not None else (quick.get(k, defaults[k]) if args.quick else defaults[k])
     data, err = opt('data'), lambda msg: print(f"svd-bn ablate: error: {msg}", file=sys.stderr)
     if args.path and data != 'cifar10': p.ablate.error(f"argument --path: expected only with --data cifar10; got --data {data}")
@@ -127,6 +129,7 @@ def main(argv=None) -> int:
     from svd_bn import experiments as E
     from svd_bn.data import DownloadError
     from concurrent.futures.process import BrokenProcessPool
+    E.one_line_warnings()
     torch.set_num_threads(args.threads or (1 if device.type == 'cpu' else max(1, (os.cpu_count() or 1) // args.jobs)))
     configs = E.grid(*axes)
     meta = dict(command='svd-bn ' + ' '.join(sys.argv[1:] if argv is None else argv), threads=torch.get_num_threads())

@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_experiments.ipynb #f0361fd2
 from __future__ import annotations
-import contextlib, hashlib, io, json, math, os, platform, random, shutil, signal, subprocess, tempfile, threading, time
+import contextlib, hashlib, io, json, math, os, platform, random, shutil, signal, subprocess, tempfile, threading, time, warnings
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, asdict, fields
 from functools import partial
 from pathlib import Path
-import pandas as pd, torch
+import numpy as np, pandas as pd, scipy.stats, torch
 import svd_bn   # before fastai: the package silences fastai's import-time torch.jit warning
 import matplotlib.pyplot as plt
 from fastai.learner import Learner
@@ -26,9 +26,10 @@ from .models import small, large
 from fastai.callback.hook import total_params
 
 # %% auto #0
-__all__ = ['recipes', 'keys', 'models', 'metrics', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one', 'machine_info', 'grid',
-           'config_key', 'ResultsError', 'read_runs', 'load_results', 'save_runs', 'lock_folder', 'check_folder',
-           'ablate', 'results_table', 'results_plot', 'orth_effect']
+__all__ = ['recipes', 'keys', 'models', 'metrics', 'writeup', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one',
+           'machine_info', 'grid', 'config_key', 'ResultsError', 'read_runs', 'load_results', 'save_runs',
+           'lock_folder', 'check_folder', 'one_line_warnings', 'ablate', 'results_table', 'results_plot',
+           'paired_stats', 'verdict', 'paired_effect', 'verdict_table']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 class WriteupSchedule(Callback):
@@ -285,9 +286,13 @@ def _die_with_parent(ppid:int):
         threading.Thread(target=watch, daemon=True).start()
     if os.getppid() != ppid: os._exit(1)   # the parent died before we asked
 
+def one_line_warnings(prefix:str='svd-bn ablate: warning: '):
+    "Print warnings (a skipped file, a rebuilt cache) as one line each, `prefix` first, without the source line Python adds."
+    warnings.formatwarning = lambda msg, *a, **k: f"{prefix}{msg}\n"
+
 def _init_worker(devices:list, counter, threads:int, ppid:int|None=None):
     "Start a worker process: the next device of `devices` in turn, `threads` torch threads, Ctrl-C left to the parent, dead with it."
-    if ppid is not None: _die_with_parent(ppid)
+    if ppid is not None: _die_with_parent(ppid); one_line_warnings()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops the workers itself, and reports once
     with counter.get_lock(): k, counter.value = counter.value, counter.value + 1
     dev = devices[k % len(devices)]
@@ -414,14 +419,59 @@ def results_plot(df:pd.DataFrame, hist:dict, fname=None):
     return fig
 
 # %% ../nbs/05_experiments.ipynb #8d01be91
-def orth_effect(df:pd.DataFrame) -> pd.DataFrame:
-    "Per model, optimizer and BN bias: mean accuracy (%) with and without the projection, the gain, and the seed std."
-    d = df.assign(acc=100 * df['accuracy'].astype(float), orth=df['orth'].map(lambda v: str(v) in ('True', '1', 'yes')))
+def paired_stats(
+    d, # paired differences, one per seed
+) -> dict:
+    "The mean of `d`, its 95% t-interval `lo`..`hi`, the paired t-test's two-sided `p`, and `n`."
+    d = np.asarray(d, dtype=float); n = len(d)
+    if n < 2: return dict(gain=d.mean() if n else math.nan, lo=math.nan, hi=math.nan, p=math.nan, n=n)
+    m, se = d.mean(), d.std(ddof=1) / math.sqrt(n)
+    if se == 0: return dict(gain=m, lo=m, hi=m, p=float(m == 0), n=n)   # every pair differs by the same amount
+    h = scipy.stats.t.ppf(0.975, n - 1) * se
+    return dict(gain=m, lo=m - h, hi=m + h, p=2 * scipy.stats.t.sf(abs(m) / se, n - 1), n=n)
+
+# %% ../nbs/05_experiments.ipynb #31e19a02
+writeup = {('small', 'sgd'): ((79.6, 79.6), (80.5, 79.9)), ('small', 'adamw'): ((78.3, 78.6), (77.5, 76.7)),   # its table: accuracy (%) with
+           ('large', 'sgd'): ((87.0, 86.8), (84.9, 85.3)), ('large', 'adamw'): ((87.1, 87.1), (84.0, 84.3))}   # the projection, then without, seeds A, B
+
+def verdict(lo:float, hi:float, sign:float=1.) -> str:
+    "The rule: the 95% interval `lo`..`hi` wholly on the write-up's side (the sign of its gain, `sign`), wholly on the other, or neither."
+    if not (math.isfinite(lo) and math.isfinite(hi)): return 'no difference resolved'
+    if lo * sign > 0 and hi * sign > 0: return "the write-up's direction"
+    if lo * sign < 0 and hi * sign < 0: return 'against the write-up'
+    return 'no difference resolved'
+
+# %% ../nbs/05_experiments.ipynb #b9afde19
+def paired_effect(
+    df:pd.DataFrame,   # rows of a results folder (`load_results`)
+    factor:str='orth', # 'orth': with the projection minus without; 'bn_bias': β = 1 minus β = 0
+) -> pd.DataFrame:
+    "Per configuration, the paired gain of `factor` over the seeds: mean, 95% interval, p, n, the write-up's gain and the verdict."
+    a, b = (True, False) if factor == 'orth' else (1., 0.)
+    d = df.assign(acc=100 * df['accuracy'].astype(float), orth=df['orth'].astype(bool), bn_bias=df['bn_bias'].astype(float))
+    rest = [k for k in keys if k not in (factor, 'seed')]
     rows = []
-    for key, g in d.groupby(['model', 'opt', 'bn_bias'], sort=False):
-        yes, no = g[g.orth]['acc'], g[~g.orth]['acc']
-        if len(yes) and len(no):
-            spread = pd.concat([yes - yes.mean(), no - no.mean()]).pow(2).sum() / max(len(yes) + len(no) - 2, 1)
-            rows.append(dict(model=key[0], opt=key[1], bn_bias=float(key[2]), orth=yes.mean(), no_orth=no.mean(),
-                             gain=yes.mean() - no.mean(), seed_std=spread ** 0.5 if len(yes) + len(no) > 2 else float('nan'), seeds=len(yes)))
+    for key, g in d.groupby(rest, sort=False, dropna=False):
+        ya, yb = (g[g[factor] == v].set_index('seed')['acc'] for v in (a, b))
+        pairs = (ya - yb).dropna()   # seeds with both arms
+        if not len(pairs): continue
+        c = dict(zip(rest, key))
+        w = (np.mean(writeup[c['model'], c['opt']][0]) - np.mean(writeup[c['model'], c['opt']][1]) if factor == 'orth'
+             else math.nan)   # the write-up gives no table for β: "1 to 2 points"
+        s = paired_stats(pairs.sort_index().values)
+        rows.append(dict(c, writeup=w, **s, verdict=verdict(s['lo'], s['hi'], 1. if factor != 'orth' else math.copysign(1, w))))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05_experiments.ipynb #134f3b2c
+def verdict_table(
+    folders:dict, # {label: (results folder, 'orth' or 'bn_bias')}, one block of rows each
+) -> str:
+    "A markdown table of the paired verdicts of `folders`, beside the write-up's gains: what the README opens its results with."
+    rows = []
+    for label, (out, factor) in folders.items():
+        for _, r in paired_effect(load_results(out)[0], factor).iterrows():
+            rows.append({'data': label, 'model': r.model, 'optimizer': dict(sgd='SGD', adamw='AdamW')[r.opt],
+                         'comparison': 'projection on − off' if factor == 'orth' else 'β = 1 − β = 0',
+                         'write-up': f"{r.writeup:+.1f}" if factor == 'orth' else '+1 to +2',
+                         'ours: mean [95% interval]': f"{r.gain:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]", 'p': f"{r.p:.3f}", 'n': int(r.n), 'verdict': r.verdict})
+    return pd.DataFrame(rows).to_markdown(index=False, colalign=['left'] * 9)

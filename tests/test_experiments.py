@@ -313,7 +313,7 @@ def test_unusable_out_is_refused_before_training(tmp_path, monkeypatch, capsys, 
 
 def test_prefixes_of_options_are_not_guessed(tmp_path):
     r = run('ablate', '--seed', '1', '--out', str(tmp_path), timeout=120)
-    assert r.returncode == 2 and 'unrecognized arguments: --seed' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and r.stderr.startswith('svd-bn ablate: error: unrecognized arguments: --seed') and len(r.stderr.strip().splitlines()) == 1
 
 def test_interrupt_before_any_run_says_so(tmp_path, monkeypatch, capsys):
     def stop(*a, **k): raise KeyboardInterrupt
