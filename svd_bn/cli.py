@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument('--train-size', type=_positive, default=None, help="train on a class-balanced subset of this many images; default: all (--quick on cifar10: 5000)")
     a.add_argument('--device', default=None, help="torch device; default: cuda when available (every GPU visible, with --jobs), else cpu")
     a.add_argument('--jobs', type=_positive, default=1, help="runs trained at once, each in its own process; with several GPUs, one GPU per worker in turn; default: 1")
-    a.add_argument('--threads', type=_positive, default=None, help="torch CPU threads per run; default: 1 on the CPU (these small nets train fastest on one thread, and two threads per run on a busy 2-core machine were 5x slower), the cores shared out among --jobs on a GPU")
+    a.add_argument('--threads', type=_positive, default=None, help="torch CPU threads per run; default: 1 on the CPU (one thread per run, so --jobs runs side by side without oversubscribing the cores), the cores shared out among --jobs on a GPU")
     a.add_argument('--quick', action='store_true', help="a small grid for CI: small model, 1 seed, 2 epochs (on cifar10, 5,000 training images)")
     a.add_argument('--out', default=None, help="output folder; default: ablate/<the grid's name>, e.g. ablate/digits-small+large-sgd+adamw-2seeds-10ep. Finished runs there are skipped; a folder with runs of another grid is refused")
     a.add_argument('--no-bar', action='store_true', help="hide the progress bars")

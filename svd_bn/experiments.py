@@ -310,8 +310,11 @@ def _train_in_worker(cfg:Config, dls_kwargs:dict) -> dict:
 # %% ../nbs/05_experiments.ipynb #db45ee06
 def _serial(todo:list, dls, progress:bool):
     "Yield `(cfg, result)` for each of `todo`, trained here, one after the other."
+    t0 = time.perf_counter()
     for i, c in enumerate(todo):
-        if progress: print(f"[{i+1}/{len(todo)}] {_label(c)}", flush=True)
+        if progress:
+            t = time.perf_counter() - t0
+            print(f"[{i+1}/{len(todo)}] {_label(c)}" + (f"; {t / 60:.1f} min so far, about {t / i * (len(todo) - i) / 60:.0f} min left" if i else ''), flush=True)
         yield c, train_one(c, dls, progress=progress)
 
 def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
@@ -362,8 +365,8 @@ def ablate(
         _, records = read_runs(out)   # checked whole before anything trains: a damaged folder is refused, never overwritten
         if records: _sync_csv(out)
         order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, whichever run finishes first
-        done = {config_key(r['config']) for r in records}
-        foreign = [k for k in done if k not in order]
+        have = [config_key(r['config']) for r in records]
+        done, foreign = set(have), [k for k in have if k not in order]   # in the folder's order, so the example named is always the same
         if foreign: raise ResultsError(f"{out}: expected only runs of this grid; it holds {len(foreign)} of another "
                                        f"(e.g. {_label(Config(*foreign[0]))}). Choose another folder.")
         todo = [c for c in configs if config_key(c) not in done]
@@ -464,11 +467,11 @@ def paired_effect(
 
 # %% ../nbs/05_experiments.ipynb #134f3b2c
 def verdict_table(
-    folders:dict, # {label: (results folder, 'orth' or 'bn_bias')}, one block of rows each
+    blocks:list, # (label, results folder, 'orth' or 'bn_bias') for each block of rows
 ) -> str:
-    "A markdown table of the paired verdicts of `folders`, beside the write-up's gains: what the README opens its results with."
+    "A markdown table of the paired verdicts of each of `blocks`, beside the write-up's gains: what the README opens its results with."
     rows = []
-    for label, (out, factor) in folders.items():
+    for label, out, factor in blocks:
         for _, r in paired_effect(load_results(out)[0], factor).iterrows():
             rows.append({'data': label, 'model': r.model, 'optimizer': dict(sgd='SGD', adamw='AdamW')[r.opt],
                          'comparison': 'projection on − off' if factor == 'orth' else 'β = 1 − β = 0',
