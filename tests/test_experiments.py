@@ -349,3 +349,14 @@ def test_double_ctrl_c_prints_one_line(tmp_path):
     p.send_signal(signal.SIGINT); time.sleep(0.05); p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 130 and 'Exception ignored' not in err and 'Traceback' not in err, err[-2000:]
+
+def test_bad_image_in_a_dataset_folder_is_one_line_naming_it(tmp_path, monkeypatch):
+    from svd_bn.data import write_fake_cifar
+    monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'fastai'))   # a cache of its own
+    d = write_fake_cifar(tmp_path/'c', ext='jpg')
+    bad = sorted((d/'train'/'cat').iterdir())[2]
+    bad.write_bytes(bad.read_bytes()[:200])   # a truncated JPEG
+    r = run('ablate', '--data', 'cifar10', '--path', str(d), '--models', 'small', '--opts', 'sgd', '--orth', 'yes', '--seeds', '1',
+            '--epochs', '1', '--bs', '4', '--no-bar', '--out', str(tmp_path/'o'), timeout=300)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.startswith('svd-bn ablate: error: ') and str(bad) in r.stderr
