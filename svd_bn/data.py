@@ -40,7 +40,7 @@ def balanced_subset(
     n:int,          # how many items to keep in all
     seed:int=0,     # the same seed keeps the same items
 ) -> list:
-    "Indices of `n` items, as close to equal across the classes of `labels` as `n` allows, and at least one of each class."
+    "Indices of `n` items: the classes in turn (equal counts, at most one apart) up to the smallest class's size, then at random; at least one of each class."
     labels = np.asarray(labels)
     if n < 1 or n > len(labels): raise ValueError(f"Expected 1 <= train_size <= {len(labels)}. Got {n}.")
     rng, classes = np.random.default_rng(seed), np.unique(labels)
