@@ -13,7 +13,7 @@
 #   script, 520), DEVICE (cuda), NBFLAGS (cuda), NBTEST (1; 0 skips nbdev-test), BENCH (1; 0 skips the benchmarks),
 #   BS (64, the write-up's; larger trains fewer, bigger steps, with both learning rates scaled by BS/64),
 #   THREADS (1: torch threads per grid worker, leaving cores for the checks), PYTHON (.venv/bin/python, else python3).
-#   RESUME_FROM: a folder with the results.csv and results.json of an earlier call, whose finished runs this one skips.
+#   RESUME_FROM: a folder with the results.json of an earlier call (the runs; results.csv is derived from it), whose finished runs this one skips.
 # Prepare the wheels and the pack first with bench/gpu_prepare.sh; the README says how to call the device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,8 +62,8 @@ from svd_bn.data import decode_folder
 d = decode_folder('$data')   # once, before the workers start: they all read the cache
 print(f\"{len(d['files']):,} images decoded into the cache in {time.time() - t:.0f} s\")" || die "decoding $data"
 
-if [ -n "${RESUME_FROM:-}" ] && [ ! -e "$RES/cifar10/results.csv" ]; then   # a second call: the rows the first one brought back
-  mkdir -p "$RES/cifar10" && cp "$RESUME_FROM"/results.csv "$RESUME_FROM"/results.json "$RES/cifar10/" || die "resuming from $RESUME_FROM"
+if [ -n "${RESUME_FROM:-}" ] && [ ! -e "$RES/cifar10/results.json" ]; then   # a second call: the runs the first one brought back
+  mkdir -p "$RES/cifar10" && cp "$RESUME_FROM"/results.json "$RES/cifar10/" || die "resuming from $RESUME_FROM"
 fi
 step "the CIFAR-10 grid, in the background (grid.txt), until $(( BUDGET - 25 )) s"
 # timeout sends SIGTERM, which svd-bn takes as Ctrl-C: it stops the workers and keeps every finished run
@@ -93,10 +93,10 @@ status+=("grid: $([ $rc = 0 ] && echo complete || echo "stopped by the budget or
 tail -25 "$RES/grid.txt"
 $PY -c "
 from pathlib import Path
-from svd_bn.experiments import load_results, results_table, results_plot, orth_effect
-out = Path('$RES/cifar10'); df, hist = load_results(out)
+from svd_bn.experiments import load_results, results_table, results_plot, paired_effect
+out = Path('$RES/cifar10'); df, hist, _ = load_results(out)
 print(f'{len(df)} runs finished, {df.seconds.astype(float).sum() / 60:.0f} min of training in all' if len(df) else 'no run finished')
-if len(df): results_plot(df, hist, out/'results.png'); print(results_table(df)); print(orth_effect(df).round(2).to_string())"
+if len(df): results_plot(df, hist, out/'results.png'); print(results_table(df)); print(paired_effect(df).round(3).to_string())"
 
 step "summary"
 printf '%s\n' "${status[@]}"
