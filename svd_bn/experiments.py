@@ -154,7 +154,7 @@ def _check_run(r, i:int, path:Path) -> dict:
     nat = lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo
     c = r.get('config') if isinstance(r, dict) else None
     if not isinstance(c, dict) or set(c) != set(keys): raise bad(f"a record with a config of {', '.join(keys)}")
-    checks = dict(data=c['data'] in data_names, model=c['model'] in models, opt=c['opt'] in recipes, orth=isinstance(c['orth'], bool),
+    checks = dict(data=c['data'] in data_names, model=c['model'] in tuple(models), opt=c['opt'] in tuple(recipes),   # tuples: no hashing of odd values orth=isinstance(c['orth'], bool),
                   bn_bias=num(c['bn_bias']) and math.isfinite(c['bn_bias']), seed=nat(c['seed'], 0), epochs=nat(c['epochs'], 1),
                   bs=nat(c['bs'], 1), train_size=c['train_size'] is None or nat(c['train_size'], 1))
     if not all(checks.values()): raise bad(f"a valid {next(k for k, ok in checks.items() if not ok)} in its config")
@@ -236,7 +236,8 @@ def lock_folder(
     try: import fcntl
     except ImportError: yield; return   # no advisory locks on this platform (Windows): one writer is then the user's care
     path = Path(out)/'.lock'
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o644)
+    try: fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o644)   # a planted symlink is refused, not followed
+    except OSError as e: raise ResultsError(f"{path}: expected a lock file we can open; got {e.strerror}.") from None
     try:
         try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

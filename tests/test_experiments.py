@@ -360,3 +360,14 @@ def test_bad_image_in_a_dataset_folder_is_one_line_naming_it(tmp_path, monkeypat
             '--epochs', '1', '--bs', '4', '--no-bar', '--out', str(tmp_path/'o'), timeout=300)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr, r.stderr[-2000:]
     assert r.stderr.startswith('svd-bn ablate: error: ') and str(bad) in r.stderr
+
+def test_odd_values_and_a_planted_lock_link_are_one_line(finished, capsys, tmp_path):
+    out, rerun = finished
+    d = json.loads((out/'results.json').read_text()); d.pop('digest')
+    d['runs'][0]['config']['model'] = ['small']   # unhashable
+    (out/'results.json').write_text(json.dumps(d))
+    assert rerun()[0] == 1 and 'valid model' in capsys.readouterr().err
+    other = tmp_path/'other'; other.mkdir(); (other/'.lock').symlink_to(tmp_path/'victim')
+    assert C.main(SMALL + ['--out', str(other)]) == 1
+    err = capsys.readouterr().err
+    assert 'lock file' in err and len(err.strip().splitlines()) == 1 and not (tmp_path/'victim').exists()
