@@ -476,6 +476,6 @@ def verdict_table(
         for _, r in paired_effect(load_results(out)[0], factor).iterrows():
             rows.append({'data': label, 'model': r.model, 'optimizer': dict(sgd='SGD', adamw='AdamW')[r.opt],
                          'comparison': 'projection on − off' if factor == 'orth' else 'β = 1 − β = 0',
-                         'write-up': f"{r.writeup:+.1f}" if factor == 'orth' else '+1 to +2',
+                         'write-up': f"{r.writeup:+.2f}" if factor == 'orth' else '+1 to +2',
                          'ours: mean [95% interval]': f"{r.gain:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]", 'p': f"{r.p:.3f}", 'n': int(r.n), 'verdict': r.verdict})
-    return pd.DataFrame(rows).to_markdown(index=False, colalign=['left'] * 9)
+    return pd.DataFrame(rows).to_markdown(index=False, colalign=['left'] * 9, disable_numparse=True)   # signs kept as written
