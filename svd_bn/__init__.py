@@ -1,4 +1,4 @@
-"""Project conv-net weights onto the nearest orthogonal matrices after every step, and start BatchNorm biases at 1: lessons and a fastai library
+"""Project conv-net weights onto orthogonal matrices after every step, and test BatchNorm biases started at 1: lessons and a fastai library
 
 ```python
 __version__ = "0.0.1"
