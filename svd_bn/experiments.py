@@ -152,9 +152,9 @@ def _check_run(r, i:int, path:Path) -> dict:
     bad = lambda what: ResultsError(f"{path}: run {i + 1}: expected {what}; got {_short(r)}. Restore the file or choose another folder.")
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     nat = lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo
-    c = r.get('config') if isinstance(r, dict) else None
+    c = r.get('config') if isinstance(r, dict) else None   # (names are checked against tuples below: an odd value is never hashed)
     if not isinstance(c, dict) or set(c) != set(keys): raise bad(f"a record with a config of {', '.join(keys)}")
-    checks = dict(data=c['data'] in data_names, model=c['model'] in tuple(models), opt=c['opt'] in tuple(recipes),   # tuples: no hashing of odd values orth=isinstance(c['orth'], bool),
+    checks = dict(data=c['data'] in data_names, model=c['model'] in tuple(models), opt=c['opt'] in tuple(recipes), orth=isinstance(c['orth'], bool),
                   bn_bias=num(c['bn_bias']) and math.isfinite(c['bn_bias']), seed=nat(c['seed'], 0), epochs=nat(c['epochs'], 1),
                   bs=nat(c['bs'], 1), train_size=c['train_size'] is None or nat(c['train_size'], 1))
     if not all(checks.values()): raise bad(f"a valid {next(k for k, ok in checks.items() if not ok)} in its config")
@@ -477,5 +477,5 @@ def verdict_table(
             rows.append({'data': label, 'model': r.model, 'optimizer': dict(sgd='SGD', adamw='AdamW')[r.opt],
                          'comparison': 'projection on − off' if factor == 'orth' else 'β = 1 − β = 0',
                          'write-up': f"{r.writeup:+.2f}" if factor == 'orth' else '+1 to +2',
-                         'ours: mean [95% interval]': f"{r.gain:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]", 'p': f"{r.p:.3f}", 'n': int(r.n), 'verdict': r.verdict})
+                         'ours: mean [95% interval]': f"{r.gain:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]", 'p': f"{r.p:.3f}" if r.p >= 0.001 else '<0.001', 'n': int(r.n), 'verdict': r.verdict})
     return pd.DataFrame(rows).to_markdown(index=False, colalign=['left'] * 9, disable_numparse=True)   # signs kept as written
