@@ -326,7 +326,7 @@ def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
         futs = {ex.submit(_train_in_worker, c, dls_kwargs): c for c in todo}
         for f in as_completed(futs): yield futs[f], f.result()
     finally:   # done, or Ctrl-C, or a failed run: stop the runs in flight; the finished ones are saved already
-        procs = list((getattr(ex, '_processes', None) or {}).values())   # the executor has no public handle on its workers
+        procs = list({p.pid: p for p in [*(getattr(ex, '_processes', None) or {}).values(), *mp.active_children()]}.values())   # the executor's workers, and any it was still starting
         with _no_interrupts():   # a second Ctrl-C must not cut the clean-up short
             ex.shutdown(wait=False, cancel_futures=True)
             for p in procs: p.terminate()
