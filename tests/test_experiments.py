@@ -127,6 +127,10 @@ def test_sgd_recipe_lr_and_bn_momentum_by_epoch():
 def _rows(out):
     return {E.config_key(r): (r['accuracy'], r['valid_loss'], r['orth_error']) for _, r in E.load_results(out)[0].iterrows()}
 
+def _ctrl_c_on():
+    "In the child before it starts: Ctrl-C (SIGINT) acts, as at a terminal, even when this test runs where it is ignored (a background job)."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _workers(pid):
     "The pool's worker processes of `pid` (not multiprocessing's resource tracker)."
     kids = [int(k) for t in Path(f'/proc/{pid}/task').iterdir() for k in (t/'children').read_text().split()]
@@ -142,7 +146,7 @@ def test_jobs_crash_and_ctrl_c_lose_no_row_and_rows_equal_serial(tmp_path):
     args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--seeds', '4', '--epochs', '2', '--train-size', '256', '--jobs', '2', '--no-bar', '--out', str(out)]
     n_rows = lambda: len(E.load_results(out)[0])
     def start_and_wait(n):
-        p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
         t = time.time()
         while n_rows() < n and p.poll() is None and time.time() - t < 240: time.sleep(0.05)
         assert p.poll() is None, p.communicate()[1][-2000:]   # still training the rest
@@ -342,7 +346,7 @@ def test_no_worker_outlives_its_parent(tmp_path, sig):
 def test_double_ctrl_c_prints_one_line(tmp_path):
     out = tmp_path/'r'
     args = ['-m', 'svd_bn', 'ablate', '--models', 'small', '--opts', 'sgd', '--epochs', '50', '--jobs', '2', '--no-bar', '--out', str(out)]
-    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
     t = time.time()
     while len(_workers(p.pid)) < 2 and time.time() - t < 120: time.sleep(0.1)
     time.sleep(5)   # the workers are training
