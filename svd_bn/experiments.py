@@ -195,11 +195,14 @@ def read_runs(
 # %% ../nbs/05_experiments.ipynb #afa4afa6
 metrics = ['accuracy', 'valid_loss', 'orth_error', 'seconds', 'params']
 
+def _rows(runs:list) -> pd.DataFrame:
+    "The table of `runs`: one row of `keys` and `metrics` per record."
+    return pd.DataFrame([dict(r['config'], **{m: r[m] for m in metrics}) for r in runs], columns=keys + metrics).astype(object)
+
 def load_results(out:Path) -> tuple:
     "The rows (a DataFrame of `keys` and `metrics`), histories and machines (dicts by `config_key`) in `out`, or empty ones."
     _, runs = read_runs(out)
-    df = pd.DataFrame([dict(r['config'], **{m: r[m] for m in metrics}) for r in runs], columns=keys + metrics).astype(object)
-    by_key = {config_key(r['config']): r for r in runs}
+    df, by_key = _rows(runs), {config_key(r['config']): r for r in runs}
     return df, {k: r['history'] for k, r in by_key.items()}, {k: r.get('machine') for k, r in by_key.items()}
 
 # %% ../nbs/05_experiments.ipynb #282128b5
@@ -220,11 +223,11 @@ def save_runs(
     out = Path(out)
     runs = json.loads(json.dumps(runs, default=str))   # as they will read back, so the checksum matches
     _write_atomic(out/'results.json', json.dumps(dict(meta=meta, runs=runs, digest=_digest(runs)), indent=1))
-    _sync_csv(out)
+    _sync_csv(out, runs)
 
-def _sync_csv(out:Path):
-    "Write `out/results.csv` from `results.json` unless it already says exactly that (missing, damaged or stale, it is remade)."
-    csv, text = out/'results.csv', load_results(out)[0].to_csv(index=False).encode()
+def _sync_csv(out:Path, runs:list):
+    "Write `out/results.csv` from `runs`, the records of `results.json`, unless it already says exactly that (missing, damaged or stale, it is remade)."
+    csv, text = out/'results.csv', _rows(runs).to_csv(index=False).encode()
     if csv.is_symlink() or not csv.is_file() or csv.read_bytes() != text: _write_atomic(csv, text)
 
 # %% ../nbs/05_experiments.ipynb #043cc784
@@ -315,7 +318,7 @@ def _serial(todo:list, dls, progress:bool):
     for i, c in enumerate(todo):
         if progress:
             t = time.perf_counter() - t0
-            print(f"[{i+1}/{len(todo)}] {_label(c)}" + (f"; {t / 60:.1f} min so far, about {t / i * (len(todo) - i) / 60:.0f} min left" if i else ''), flush=True)
+            print(f"[{i+1}/{len(todo)}] {_label(c)}" + (f"; {_eta(t, i, len(todo))}" if i else ''), flush=True)
         yield c, train_one(c, dls, progress=progress)
 
 def _parallel(todo:list, jobs:int, devices:list, threads:int, dls_kwargs:dict):
@@ -343,8 +346,11 @@ def _no_interrupts():
 # %% ../nbs/05_experiments.ipynb #62a4fdd2
 def _progress_line(i:int, n:int, c:Config, r:dict, elapsed:float) -> str:
     "One line for the `i`-th finished run of `n`: its label and accuracy, the time so far, and an estimate of the time left."
-    left = elapsed / i * (n - i)
-    return f"[{i}/{n}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s; {elapsed / 60:.1f} min so far, about {left / 60:.0f} min left"
+    return f"[{i}/{n}] {_label(c)}: {100 * r['accuracy']:.1f}% in {r['seconds']:.0f} s; {_eta(elapsed, i, n)}"
+
+def _eta(elapsed:float, i:int, n:int) -> str:
+    "The time so far, and an estimate of the time left, when `i` of `n` runs took `elapsed` seconds."
+    return f"{elapsed / 60:.1f} min so far, about {elapsed / i * (n - i) / 60:.0f} min left"
 
 # %% ../nbs/05_experiments.ipynb #c7ed4924
 def ablate(
@@ -364,7 +370,7 @@ def ablate(
     check_folder(out, len(configs))
     with lock_folder(out):
         _, records = read_runs(out)   # checked whole before anything trains: a damaged folder is refused, never overwritten
-        if records: _sync_csv(out)
+        if records: _sync_csv(out, records)
         order = {k: i for i, k in enumerate(map(config_key, configs))}   # the grid's order, whichever run finishes first
         have = [config_key(r['config']) for r in records]
         done, foreign = set(have), [k for k in have if k not in order]   # in the folder's order, so the example named is always the same
