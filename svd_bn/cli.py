@@ -39,15 +39,18 @@ def _positive(s):
     return v
 
 # %% ../nbs/05a_cli.ipynb #364b1883
-models, datasets, optimizers = ('small', 'large'), ('digits', 'fashion_mnist', 'cifar10'), ('sgd', 'adamw')
+models, datasets, optimizers = ('small', 'large'), ('digits', 'fashion_mnist', 'cifar10'), ('sgd', 'adamw', 'muon')
 quick = dict(models=['small'], seeds=1, epochs=2)
-defaults = dict(data='digits', models=list(models), opts=list(optimizers), orth=[True, False], bn_bias=[1.], seeds=2, epochs=10, bs=64)
+defaults = dict(data='digits', models=list(models), opts=['sgd', 'adamw'], orth=[True, False], bn_bias=[1.], seeds=2, epochs=10, bs=64)
 recipe = ("Models: small (175k parameters) and large (3.2M), reconstructions sized to the write-up's table, not its code. "
     "SGD recipe, the write-up's: batch size 64, momentum 0.9, weight decay 1e-4, lr 0.107, ×0.1 at epoch int(0.35·epochs), "
     "0.0017 from epoch int(0.8·epochs) (both scaled with --bs), BatchNorm momentum 0.1 until the first drop, then 0.05. "
     "Differences: no restart of the momentum buffer after epoch 1, and inputs normalized with the training set's channel "
     "statistics instead of mean 0.5, std 0.5. No augmentation (the write-up states none). AdamW recipe: fastai's Adam with decoupled weight decay 1e-2 "
     "(beta2 0.99, eps 1e-5), one-cycle to lr 4e-3. "
+    "Muon recipe (lesson 06, --opts muon): Muon for the hidden convs and Linear (one matrix per conv group; momentum 0.95, Nesterov, "
+    "5 Newton-Schulz steps, lr scaled per matrix to match AdamW's update size), the AdamW recipe's Adam for the rest, "
+    "decoupled weight decay 1e-2, one-cycle to lr 1.6e-2. "
     "The projection is OrthCallback() with its defaults (layers='pointwise', method='auto').")
 
 def parser() -> argparse.ArgumentParser:
@@ -58,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument('--data', choices=datasets, default=None, help="dataset (default: digits, embedded and offline)")
     a.add_argument('--path', default=None, help="a local CIFAR-10 folder in fastai's layout (default: download into fastai's cache)")
     a.add_argument('--models', type=_choices(models), default=None, help="default: small,large (--quick: small)")
-    a.add_argument('--opts', type=_choices(optimizers), default=None, help="default: sgd,adamw")
+    a.add_argument('--opts', type=_choices(optimizers), default=None, help="sgd, adamw and muon (lesson 06); default: sgd,adamw")
     a.add_argument('--orth', type=_choices(['yes', 'no'], lambda v: v == 'yes'), default=None, help="default: yes,no")
     a.add_argument('--bn-bias', type=_floats, default=None, help="BatchNorm bias init values; default: 1")
     a.add_argument('--seeds', type=_positive, default=None, help="seeds per configuration; default: 2 (--quick: 1)")

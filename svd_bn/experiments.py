@@ -22,14 +22,15 @@ from .data import get_dls, datasets as data_names
 from .orth import orth_error
 from .bias import init_bn_bias_
 from .callback import OrthCallback
+from .muon import Muon, muon_plan
 from .models import small, large
 from fastai.callback.hook import total_params
 
 # %% auto #0
-__all__ = ['recipes', 'keys', 'models', 'metrics', 'writeup', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one',
+__all__ = ['recipes', 'opt_names', 'keys', 'models', 'metrics', 'writeup', 'WriteupSchedule', 'Config', 'ErrorLog', 'train_one',
            'machine_info', 'grid', 'config_key', 'ResultsError', 'read_runs', 'load_results', 'save_runs',
            'lock_folder', 'check_folder', 'one_line_warnings', 'ablate', 'results_table', 'results_plot',
-           'paired_stats', 'verdict', 'paired_effect', 'verdict_table']
+           'paired_stats', 'verdict', 'no_claim', 'paired_effect', 'verdict_table']
 
 # %% ../nbs/05_experiments.ipynb #2fd8a22e
 class WriteupSchedule(Callback):
@@ -51,7 +52,9 @@ class WriteupSchedule(Callback):
 recipes = dict(
     sgd=dict(lr=0.107, bs=64, mom=0.9, wd=1e-4, at=(0.35, 0.8), lrs=(0.0107, 0.0017), bn_moms=(0.1, 0.05)),
     adamw=dict(lr=4e-3, wd=1e-2, schedule='one-cycle'),
+    muon=dict(lr=1.6e-2, wd=1e-2, schedule='one-cycle', muon_mom=0.95, ns_steps=5, adjust='match_rms_adamw'),   # lesson 06; lr from its sweep
 )
+opt_names = dict(sgd='SGD', adamw='AdamW', muon='Muon')
 
 # %% ../nbs/05_experiments.ipynb #6250fbc6
 @dataclass(frozen=True)
@@ -92,9 +95,10 @@ def train_one(
         learn = Learner(dls, model, opt_func=partial(SGD, mom=r['mom'], decouple_wd=False), wd=r['wd'], wd_bn_bias=True, metrics=accuracy, cbs=cbs)
         k = cfg.bs / r['bs']   # both learning rates scale with the batch size
         fit = lambda: learn.fit(cfg.epochs, cbs=WriteupSchedule(r['lr'] * k, r['at'], [lr * k for lr in r['lrs']], r['bn_moms']))
-    else:
-        r = recipes['adamw']
-        learn = Learner(dls, model, opt_func=Adam, wd=r['wd'], metrics=accuracy, cbs=cbs)
+    else:   # AdamW, or Muon with Adam for the rest: one-cycle
+        r = recipes[cfg.opt]
+        opt_func = Adam if cfg.opt == 'adamw' else partial(Muon, muon_mom=r['muon_mom'], ns_steps=r['ns_steps'], adjust=r['adjust'], plan=muon_plan(model))
+        learn = Learner(dls, model, opt_func=opt_func, wd=r['wd'], metrics=accuracy, cbs=cbs)
         fit = lambda: learn.fit_one_cycle(cfg.epochs, r['lr'])
     t = time.perf_counter()
     if progress: fit()
@@ -402,7 +406,7 @@ def results_table(df:pd.DataFrame) -> str:
     "A markdown table of accuracy (%) with one column per seed and a mean ± std column."
     d = df.assign(acc=100 * df['accuracy'].astype(float), seed=df['seed'].astype(int).map('seed {}'.format),
                   orth=df['orth'].map(lambda v: 'yes' if str(v) in ('True', '1', 'yes') else 'no'),
-                  optimizer=df['opt'].map({'sgd': 'SGD', 'adamw': 'AdamW'}), bn_bias=df['bn_bias'].astype(float))
+                  optimizer=df['opt'].map(opt_names), bn_bias=df['bn_bias'].astype(float))
     rows = ['model', 'orth', 'optimizer'] + (['bn_bias'] if d['bn_bias'].nunique() > 1 else [])
     t = d.pivot_table(index=rows, columns='seed', values='acc', sort=False)
     t = t.reindex(list(dict.fromkeys(zip(*[d[c] for c in rows]))))   # rows in the grid's order, as the write-up's table
@@ -451,12 +455,16 @@ def verdict(lo:float, hi:float, sign:float=1.) -> str:
     if lo * sign < 0 and hi * sign < 0: return 'against the write-up'
     return 'no difference resolved'
 
+def no_claim(lo:float, hi:float) -> str:
+    "The same rule for the projection where the write-up makes no claim (Muon): the interval above 0, below 0, or neither."
+    return {"the write-up's direction": 'the projection helps', 'against the write-up': 'the projection hurts'}.get(verdict(lo, hi), 'no difference resolved')
+
 # %% ../nbs/05_experiments.ipynb #b9afde19
 def paired_effect(
     df:pd.DataFrame,   # rows of a results folder (`load_results`)
     factor:str='orth', # 'orth': with the projection minus without; 'bn_bias': β = 1 minus β = 0
 ) -> pd.DataFrame:
-    "Per configuration, the paired gain of `factor` over the seeds: mean, 95% interval, p, n, the write-up's gain and the verdict."
+    "Per configuration, the paired gain of `factor` over the seeds: mean, 95% interval, p, n, the write-up's gain (NaN where it gives none) and the verdict."
     a, b = (True, False) if factor == 'orth' else (1., 0.)
     d = df.assign(acc=100 * df['accuracy'].astype(float), orth=df['orth'].astype(bool), bn_bias=df['bn_bias'].astype(float))
     rest = [k for k in keys if k not in (factor, 'seed')]
@@ -466,10 +474,11 @@ def paired_effect(
         pairs = (ya - yb).dropna()   # seeds with both arms
         if not len(pairs): continue
         c = dict(zip(rest, key))
-        w = (np.mean(writeup[c['model'], c['opt']][0]) - np.mean(writeup[c['model'], c['opt']][1]) if factor == 'orth'
-             else math.nan)   # the write-up gives no table for β: "1 to 2 points"
+        t = writeup.get((c['model'], c['opt'])) if factor == 'orth' else None   # no table for β ("1 to 2 points"), none for Muon
+        w = np.mean(t[0]) - np.mean(t[1]) if t else math.nan
         s = paired_stats(pairs.sort_index().values)
-        rows.append(dict(c, writeup=w, **s, verdict=verdict(s['lo'], s['hi'], 1. if factor != 'orth' else math.copysign(1, w))))
+        v = verdict(s['lo'], s['hi'], 1. if factor != 'orth' else math.copysign(1, w)) if t or factor != 'orth' else no_claim(s['lo'], s['hi'])
+        rows.append(dict(c, writeup=w, **s, verdict=v))
     return pd.DataFrame(rows)
 
 # %% ../nbs/05_experiments.ipynb #134f3b2c
@@ -480,8 +489,8 @@ def verdict_table(
     rows = []
     for label, out, factor in blocks:
         for _, r in paired_effect(load_results(out)[0], factor).iterrows():
-            rows.append({'data': label, 'model': r.model, 'optimizer': dict(sgd='SGD', adamw='AdamW')[r.opt],
+            rows.append({'data': label, 'model': r.model, 'optimizer': opt_names[r.opt],
                          'comparison': 'projection on − off' if factor == 'orth' else 'β = 1 − β = 0',
-                         'write-up': f"{r.writeup:+.2f}" if factor == 'orth' else '+1 to +2',
+                         'write-up': ('+1 to +2' if factor != 'orth' else f"{r.writeup:+.2f}" if np.isfinite(r.writeup) else 'no claim'),
                          'ours: mean [95% interval]': f"{r.gain:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]", 'p': f"{r.p:.3f}" if r.p >= 0.001 else '<0.001', 'n': int(r.n), 'verdict': r.verdict})
     return pd.DataFrame(rows).to_markdown(index=False, colalign=['left'] * 9, disable_numparse=True)   # signs kept as written
