@@ -1,59 +1,59 @@
-"""What does OrthCallback add to a training step? The same fit with and without it, timed side by side in one process.
+"""What does OrthCallback add to a fit? The same fastai fit with and without it, in interleaved pairs, in one process.
 
-Run: python bench/bench_callback.py [--reps 5]
-Prints the median time per step of each configuration, over the first epoch (where weights move most, so the warm-started
-projection needs the most work) and over the whole fit, and how much it adds to the fit without the callback.
-Not a test: the numbers depend on the machine and its load. Configurations are interleaved, so slow drift hits all alike.
+For each model, pairs of fits on digits (1×8×8, batch size 64, one-cycle at lr 1e-2, seed 0, the same batches): one
+without the callback, one with `OrthCallback(layers=...)` for each `--layers` value, one after the other, `--reps` times.
+Each pair gives a ratio (with / without, whole fit, validation included); printed: the median ratio as the percentage
+the callback adds, its spread (min to max over the pairs), and a warning when the spread is too wide to read.
+Not a test: the numbers depend on the machine and its load; the pairs alternate, so slow drift hits both sides alike.
+
+Run: python bench/bench_callback.py [--threads 1] [--reps 5] [--models small] [--epochs 4] [--layers pointwise all]
+The default (small, 4 epochs, 5 pairs, pointwise and all) takes about 3 minutes on a 2-core CPU; `--models small large`
+adds the large model (about 12 minutes more at 4 epochs; `--large-epochs 1` shortens it).
 """
-import argparse, statistics, time, warnings
+import argparse, os, statistics, time, warnings
 import torch
 from torch import nn
-from fastai.data.core import DataLoaders
-from fastai.learner import Learner
-from fastai.callback.core import Callback
-from fastai.torch_core import set_seed
 warnings.filterwarnings('ignore')
+from fastai.learner import Learner
+from fastai.callback.schedule import fit_one_cycle   # patches Learner.fit_one_cycle
+from fastai.torch_core import set_seed
 from svd_bn import OrthCallback
 from svd_bn.data import get_dls
-from svd_bn.models import small
+from svd_bn.models import small, large
 
-def random_dls(n=64*24, c=3, size=32, bs=64):
-    "CIFAR-sized random images, so the step costs what it costs on CIFAR-10."
-    x, y = torch.randn(n, c, size, size), torch.randint(0, 10, (n,))
-    ds = list(zip(x, y))
-    return DataLoaders.from_dsets(ds, ds[:bs], bs=bs, drop_last=True)
+def fit_time(dls, mk, cbs, epochs):
+    "Seconds of one fit of `mk(c_in=1)` on `dls`."
+    set_seed(0, reproducible=True)
+    learn = Learner(dls, mk(c_in=1), loss_func=nn.CrossEntropyLoss(), cbs=cbs)
+    t = time.perf_counter()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
+    return time.perf_counter() - t
 
-def time_fit(dls, cbs, c_in, epochs):
-    "Seconds per optimizer step (validation excluded): the median over the first epoch, and over the whole fit."
-    set_seed(0)
-    learn = Learner(dls, small(c_in=c_in), loss_func=nn.CrossEntropyLoss(), cbs=cbs)
-    times = []
-    class Timer(Callback):
-        order = 100
-        def before_batch(self): self.t = time.perf_counter()
-        def after_batch(self):
-            if self.training: times.append((self.epoch, time.perf_counter() - self.t))
-    learn.add_cb(Timer())
-    with learn.no_bar(), learn.no_logging(): learn.fit(epochs, 1e-2)
-    times = times[2:]  # skip the first steps (cold caches, first projection)
-    return statistics.median(t for e, t in times if e == 0), statistics.median(t for _, t in times)
-
-def bench(name, dls, c_in, reps, epochs):
-    cfgs = {'no callback': lambda: [], "layers='pointwise'": lambda: [OrthCallback()], "layers='all'": lambda: [OrthCallback(layers='all')]}
-    res = {k: [] for k in cfgs}
+def bench(dls, name, reps, epochs, layers):
+    mk = dict(small=small, large=large)[name]
+    fit_time(dls, mk, [], 1)   # warm-up
+    res = {l: [] for l in layers}
+    base = []
     for _ in range(reps):
-        for k, mk in cfgs.items(): res[k].append(time_fit(dls, mk(), c_in, epochs))
-    med = {k: [statistics.median(r[i] for r in v) for i in (0, 1)] for k, v in res.items()}
-    base = med['no callback']
-    print(f"\n{name}: small net, batch size 64, {torch.get_num_threads()} threads, median of {reps} interleaved fits of {epochs} epochs")
-    print(f"  {'':20s} {'first epoch':>26s}   {'whole fit':>26s}")
-    for k, (first, whole) in med.items():
-        print(f"  {k:20s} {1000*first:7.2f} ms/step ({100*(first/base[0]-1):+5.1f}%)   {1000*whole:7.2f} ms/step ({100*(whole/base[1]-1):+5.1f}%)")
+        b = fit_time(dls, mk, [], epochs); base.append(b)
+        for l in layers: res[l].append(fit_time(dls, mk, [OrthCallback(layers=l)], epochs) / b)
+    print(f"\n{name}, digits, {epochs} epoch{'s' * (epochs != 1)}: without the callback {statistics.median(base):.1f} s per fit (median of {reps})")
+    for l, rs in res.items():
+        med, lo, hi = statistics.median(rs), min(rs), max(rs)
+        warn = '  [spread too wide to read: rerun on an idle machine]' if hi - lo > 0.1 else ''
+        print(f"  {f'OrthCallback(layers={l!r})':34s} adds {100*(med-1):+5.1f}% (pairs from {100*(lo-1):+.1f}% to {100*(hi-1):+.1f}%){warn}")
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser(); p.add_argument('--reps', type=int, default=5); p.add_argument('--epochs', type=int, default=3)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1, as svd-bn ablate)')
+    p.add_argument('--reps', type=int, default=5, help='pairs of fits per configuration (default 5)')
+    p.add_argument('--models', nargs='+', default=['small'], choices=['small', 'large'])
+    p.add_argument('--epochs', type=int, default=4)
+    p.add_argument('--large-epochs', type=int, default=None, help='epochs for the large model (default: --epochs)')
+    p.add_argument('--layers', nargs='+', default=['pointwise', 'all'])
     a = p.parse_args()
-    bench('digits (1×8×8)', get_dls('digits', bs=64), 1, a.reps, a.epochs)
-    bench('CIFAR-sized random images (3×32×32)', random_dls(), 3, a.reps, a.epochs)
-    if torch.cuda.is_available():
-        bench('CUDA, CIFAR-sized', random_dls().to('cuda'), 3, a.reps, a.epochs)
+    torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}, "
+          f"load average {os.getloadavg()[0]:.1f} (other processes make timings noisy)")
+    dls = get_dls('digits', bs=64)
+    for m in a.models: bench(dls, m, a.reps, a.large_epochs or a.epochs if m == 'large' else a.epochs, a.layers)

@@ -1,118 +1,164 @@
-"""How much faster is `Orthogonalizer(method='auto')` than one `torch.linalg.svd` per layer (what the write-up and torchogonal do)?
+"""What does the projection cost, against the least it could cost? The two-product floor, measured beside it.
 
-The case: every eligible layer (`layers='all'`) of torchvision's resnet18 and mobilenet_v2 (weights=None), projected once,
-then moved by one real SGD step (lr 0.01 and 0.1, random 64×64 images and labels), then projected again. Both methods are timed side by
-side in this process on the same stepped weights, and both are compared with a float64 SVD reference of the rule.
-Prints ratios; asserts nothing about time.
+An exact projection of a matrix X that is already near orthogonal costs at least two matrix products, X Xᵀ then
+(X Xᵀ) X, on its smaller side: one classic Newton–Schulz step. That is the floor. For each model below, every eligible
+layer (`layers='all'`) is projected once, then moved by one real SGD step (random images and labels), and then, in turns
+within each repetition, on the same stepped weights:
+  - the floor: the two products for every batch of equal-shaped matrices, as `Orthogonalizer` batches them;
+  - the kept `Orthogonalizer` (what `OrthCallback` and `register_orth_hook` call every step);
+  - a fresh `orthogonalize_` (a new `Orthogonalizer` per call);
+  - the per-layer SVD loop (what the write-up and torchogonal do), unless --no-svd.
+Printed: each one's time over the floor, the median over the repetitions with its spread (min to max), a warning when
+the spread is too wide to read, the host reads (GPU → CPU transfers of residual norms) per kept call, the Newton degrees
+taken, and the largest deviation from a float64 SVD reference of the rule (the bar: 1e-5).
+With --hook, also: what `register_orth_hook(layers='all')` adds to a real SGD step of resnet18, over the floor.
 
-Run: `python bench/bench_orth.py [--reps 3] [--lrs 0.01 0.1] [--threads 1] [--models resnet18 mobilenet_v2] [--by-shape 3]`
-(`--by-shape K` also times the K costliest shapes one by one, to show where the time goes.) Runs on CUDA when it is there.
+Models: torchvision's resnet18 and mobilenet_v2 (weights=None, 64×64 images, 1000 classes) and the course's `small` and
+`large` (3×32×32 images, 10 classes). Runs on CUDA when there is one.
+Not a test: the numbers depend on the machine and its load; what it compares runs in turns, so slow drift hits all alike.
+
+Run: python bench/bench_orth.py [--threads 1] [--reps 5] [--models small large resnet18 mobilenet_v2] [--lr 0.01] [--no-svd] [--hook]
+The default (4 models, 5 repetitions, 1 thread) takes about 3 minutes on a 2-core CPU.
 """
-import argparse, os, time
+import argparse, os, statistics, time, warnings
 import torch, torchvision
 from torch import nn
 import torch.nn.functional as F
-from svd_bn.orth import Orthogonalizer, select_layers, matrix_view, polar_svd, _project
+warnings.filterwarnings('ignore')
+import svd_bn.fast_polar as fp
+from svd_bn.orth import Orthogonalizer, orthogonalize_, select_layers, matrix_view, polar_svd
+from svd_bn.callback import register_orth_hook
+from svd_bn.models import small, large
+
+dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+def sync():
+    "Wait for the GPU, when there is one, so that a timing covers the work and not just its launch."
+    if dev.type == 'cuda': torch.cuda.synchronize()
+
+def build(name):
+    "`(model, input size, classes)` for `name`."
+    if name in ('small', 'large'): return {'small': small, 'large': large}[name](c_in=3), 32, 10
+    return getattr(torchvision.models, name)(weights=None), 64, 1000
 
 def rule(w, groups, dtype):
-    "The corrected write-up rule for one weight, computed in `dtype`: `U Vᵀ` per group, unit rows for wide groups."
+    "The rule for one weight, computed in `dtype` by SVD: `U Vᵀ` per group, unit rows for wide groups."
     q = polar_svd(matrix_view(w.detach().to(dtype), groups))
     return (F.normalize(q, dim=-1) if q.shape[1] > q.shape[2] else q).reshape(w.shape)
 
 @torch.no_grad()
-def per_layer_svd_(model):
-    "The baseline: one float32 SVD per layer, written back."
+def svd_loop_(model):
+    "The write-up's loop: one float32 SVD per layer, written back."
     for _, m in select_layers(model, 'all'): m.weight.copy_(rule(m.weight, getattr(m, 'groups', 1), torch.float32))
 
-def sgd_step_(model, lr, bs=8, size=64, seed=0):
-    "One SGD step of `model` on random images and labels."
+def two_products(xs):
+    "The floor: `X Xᵀ`, then `(X Xᵀ) X`, for every batch of `xs`, on its smaller side."
+    for x in xs:
+        if x.shape[-2] <= x.shape[-1]: (x @ x.mT) @ x
+        else: x @ (x.mT @ x)
+
+def batch(size, classes, bs=8, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x, y = torch.randn(bs, 3, size, size, generator=g), torch.randint(0, 1000, (bs,), generator=g)
-    dev = next(model.parameters()).device
-    x, y = x.to(dev), y.to(dev)
+    return torch.randn(bs, 3, size, size, generator=g).to(dev), torch.randint(0, classes, (bs,), generator=g).to(dev)
+
+def sgd_step_(model, lr, x, y):
+    "One real SGD step of `model` on the batch `x, y`."
     model.train()
-    nn.functional.cross_entropy(model(x), y).backward()
+    F.cross_entropy(model(x), y).backward()
     with torch.no_grad():
         for p in model.parameters():
             if p.grad is not None: p.sub_(lr * p.grad); p.grad = None
 
-def deviation(model, refs):
-    "Largest absolute difference between the selected weights of `model` and `refs`."
-    return max((m.weight.double() - r).abs().max().item() for (_, m), r in zip(select_layers(model, 'all'), refs))
+class HostReads:
+    "Counts the transfers of residual norms to the host that the projection makes."
+    def __enter__(self):
+        self.n, self.old = 0, fp._to_host
+        def counted(ts): self.n += 1; return self.old(ts)
+        fp._to_host = counted; return self
+    def __exit__(self, *a): fp._to_host = self.old
 
-def best_times(fs, restore, reps):
-    "Fastest of `reps` timed calls of each of `fs`, each call after `restore()`, taken in turns so that all see the machine in the same state."
-    # Not `torch.utils.benchmark`: every timed call must start from the stepped weights, which its Timer cannot restore between calls.
-    ts = [[] for _ in fs]
-    for _ in range(reps):
-        for f, t in zip(fs, ts):
-            restore(); sync(); t0 = time.perf_counter(); f(); sync(); t.append(time.perf_counter() - t0)
-    return [min(t) for t in ts]
+def spread(rs):
+    "median (min–max) of the ratios `rs`, with a warning when the spread is too wide to read."
+    med, lo, hi = statistics.median(rs), min(rs), max(rs)
+    wide = (hi - lo) > 0.25 * med
+    return f"{med:5.2f}x ({lo:.2f}–{hi:.2f}){'  [spread too wide to read: rerun on an idle machine]' if wide else ''}", wide
 
-def sync():
-    "Wait for the GPU, when there is one, so that a timing covers the work and not just its launch."
-    if torch.cuda.is_available(): torch.cuda.synchronize()
-
-@torch.no_grad()
-def by_shape(proj, restore, reps, k):
-    "Print the `k` shapes of `proj` that cost the per-layer SVD loop most, each timed alone both ways."
-    restore(); rows = []
-    for x, ents in proj._batches():
-        def svd_loop():
-            for _, _, m, g in ents: rule(m.weight, g, torch.float32)
-        log = []
-        t_svd, t_ours = best_times([svd_loop, lambda: (log.clear(), _project([x], 'auto', proj.normalize_rows, log))],
-                                   lambda: None, reps)
-        rows.append((t_svd, t_ours, f"{len(ents)} layer{'s' * (len(ents) > 1)} of {x.shape[1]}×{x.shape[2]}" + (f", {x.shape[0]} matrices" if x.shape[0] > len(ents) else ""), log[0]))
-    tot = sum(r[0] for r in rows), sum(r[1] for r in rows)
-    for t_svd, t_ours, what, (how, degs) in sorted(rows, key=lambda r: -r[0])[:k]:
-        print(f"      {what:40s} SVD loop {t_svd*1e3:7.1f} ms ({t_svd/tot[0]:4.0%})   ours {t_ours*1e3:6.1f} ms ({t_ours/tot[1]:4.0%}, "
-              f"{how} {' '.join(map(str, degs))})   {t_svd/t_ours:4.1f}x")
-
-def bench(name, lrs, reps, k=0):
-    "Print the cold first-call time, then per-layer SVD against `Orthogonalizer(auto)` after one SGD step of each lr in `lrs`."
+def bench(name, reps, lr, svd):
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None).to('cuda' if torch.cuda.is_available() else 'cpu')
+    model, size, classes = build(name)
+    model = model.to(dev)
     layers = select_layers(model, 'all')
-    t = time.perf_counter(); proj = Orthogonalizer(model, 'all'); proj(); cold = time.perf_counter() - t
-    n_svd = sum(how == 'svd' for how, _ in proj.log)
-    print(f"{name}: {len(layers)} layers in {len(proj.log)} batches of one shape. Cold first call (plan, then projection of the random init): "
-          f"{cold*1e3:.0f} ms, {n_svd} of {len(proj.log)} shapes by SVD")
+    proj = Orthogonalizer(model, 'all'); proj()
     projected = {k: v.clone() for k, v in model.state_dict().items()}
-    out = []
-    for lr in lrs:
-        model.load_state_dict(projected)
-        before = [m.weight.detach().clone() for _, m in layers]
-        sgd_step_(model, lr)
-        rel = torch.tensor([((m.weight - b).norm() / b.norm()).item() for (_, m), b in zip(layers, before)])
-        stepped = {k: v.clone() for k, v in model.state_dict().items()}
-        refs = [rule(m.weight, getattr(m, 'groups', 1), torch.float64) for _, m in layers]
-        restore = lambda: model.load_state_dict(stepped)
-        t_base, t_ours = best_times([lambda: per_layer_svd_(model), proj], restore, reps)
-        restore(); per_layer_svd_(model); d_base = deviation(model, refs)
-        restore(); proj(); d_ours = deviation(model, refs)
-        steps = [len(d) for how, d in proj.log if how == 'newton']
-        degs = [max(d) for how, d in proj.log if how == 'newton' and d]
-        print(f"  SGD step lr {lr:g} (moves weights by {rel.median():.1%} median, {rel.max():.1%} max):")
-        print(f"    per-layer SVD loop    {t_base*1e3:8.1f} ms   max deviation from float64 reference {d_base:.1e}")
-        print(f"    Orthogonalizer(auto)  {t_ours*1e3:8.1f} ms   max deviation from float64 reference {d_ours:.1e}   "
-              f"[{sum(how == 'svd' for how, _ in proj.log)} shapes by SVD; Newton: {min(steps, default=0)}-{max(steps, default=0)} "
-              f"steps per shape, degree up to {max(degs, default=0)}]")
-        print(f"    ratio {t_base/t_ours:.1f}x faster, deviation {'within' if d_ours <= 1e-5 else 'ABOVE'} 1e-5")
-        if k: by_shape(proj, restore, reps, k)
-        out.append((t_base / t_ours, d_ours))
+    x, y = batch(size, classes)
+    sgd_step_(model, lr, x, y)
+    stepped = {k: v.clone() for k, v in model.state_dict().items()}
+    rel = torch.tensor([((m.weight - projected[f'{n}.weight']).norm() / projected[f'{n}.weight'].norm()).item() for n, m in layers])
+    refs = [rule(m.weight, getattr(m, 'groups', 1), torch.float64) for _, m in layers]
+    restore = lambda: model.load_state_dict(stepped)
+    fs = {'floor': None, 'Orthogonalizer (kept)': proj, 'orthogonalize_ (fresh)': lambda: orthogonalize_(model, 'all')}
+    if svd: fs['per-layer SVD loop'] = lambda: svd_loop_(model)
+    times = {k: [] for k in fs}
+    for _ in range(reps + 1):   # the first round warms up and is dropped
+        for k, f in fs.items():
+            restore()
+            if f is None: xs = [b.clone() for b, _ in proj._batches()]; f = lambda: two_products(xs)
+            sync(); t = time.perf_counter(); f(); sync(); times[k].append(time.perf_counter() - t)
+    times = {k: v[1:] for k, v in times.items()}
+    restore()
+    with HostReads() as h: proj()
+    dev_ours = max((m.weight.double() - r).abs().max().item() for (_, m), r in zip(layers, refs))
+    degs = [d for how, d in proj.log if how == 'newton']
+    floor = statistics.median(times['floor'])
+    print(f"\n{name}: {len(layers)} layers in {len(proj.log)} batches; one SGD step at lr {lr:g} moved the weights by {rel.median():.2%} "
+          f"median, {rel.max():.2%} max; floor {floor*1e3:.1f} ms (median of {reps})")
+    out = {}
+    for k in fs:
+        if k == 'floor': continue
+        s, wide = spread([t / f for t, f in zip(times[k], times['floor'])])
+        print(f"  {k:24s} {statistics.median(times[k])*1e3:8.1f} ms  {s}")
+        out[k] = statistics.median([t / f for t, f in zip(times[k], times['floor'])])
+    print(f"  kept call: {h.n} host read{'s' * (h.n != 1)}; {sum(how == 'svd' for how, _ in proj.log)} batches by SVD; Newton steps per batch "
+          f"{min(map(len, degs), default=0)}-{max(map(len, degs), default=0)}, degrees {sorted(set(d for ds in degs for d in ds))}; "
+          f"max deviation from the float64 rule {dev_ours:.1e} ({'within' if dev_ours <= 1e-5 else 'ABOVE'} 1e-5)")
     return out
+
+def bench_hook(reps, lr):
+    "What `register_orth_hook(model, layers='all')` adds to a real SGD step of resnet18, over the floor."
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).to(dev)
+    x, y = batch(64, 1000)
+    plain = torch.optim.SGD(model.parameters(), lr=lr)
+    hooked = torch.optim.SGD(model.parameters(), lr=lr)
+    h = register_orth_hook(hooked, model, layers='all')
+    proj = Orthogonalizer(model, 'all')
+    def step(opt):
+        F.cross_entropy(model(x), y).backward()
+        sync(); t = time.perf_counter(); opt.step(); sync(); dt = time.perf_counter() - t
+        opt.zero_grad(); return dt
+    rows = []
+    for i in range(reps + 1):
+        a, b = step(plain), step(hooked)
+        xs = [b_.clone() for b_, _ in proj._batches()]
+        sync(); t = time.perf_counter(); two_products(xs); sync(); f = time.perf_counter() - t
+        if i: rows.append(((b - a) / f, a, b, f))
+    h.remove()
+    s, _ = spread([r[0] for r in rows])
+    print(f"\nresnet18, register_orth_hook(layers='all') in a real SGD step at lr {lr:g}: the step {statistics.median(r[1] for r in rows)*1e3:.1f} ms "
+          f"without the hook, {statistics.median(r[2] for r in rows)*1e3:.1f} ms with it; what it adds, over the floor "
+          f"({statistics.median(r[3] for r in rows)*1e3:.1f} ms): {s}")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--reps', type=int, default=3, help='timed repetitions; the fastest counts')
-    p.add_argument('--lrs', type=float, nargs='+', default=[0.01, 0.1], help='learning rates of the SGD step')
-    p.add_argument('--models', nargs='+', default=['resnet18', 'mobilenet_v2'])
-    p.add_argument('--threads', type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument('--by-shape', type=int, default=0, metavar='K', help='also time the K costliest shapes one by one')
+    p.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1, as svd-bn ablate)')
+    p.add_argument('--reps', type=int, default=5, help='timed repetitions after one warm-up round (default 5)')
+    p.add_argument('--models', nargs='+', default=['small', 'large', 'resnet18', 'mobilenet_v2'])
+    p.add_argument('--lr', type=float, default=0.01, help='learning rate of the SGD step (default 0.01)')
+    p.add_argument('--no-svd', action='store_true', help='skip the per-layer SVD loop (the slowest part)')
+    p.add_argument('--hook', action='store_true', help="also time register_orth_hook(layers='all') in resnet18's SGD step")
     a = p.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {dev}, load average {os.getloadavg()[0]:.1f} "
-          f"(other processes on this machine make timings noisy), fastest of {a.reps}")
-    for name in a.models: bench(name, a.lrs, a.reps, a.by_shape)
+    torch.set_num_threads(a.threads)
+    where = torch.cuda.get_device_name() if dev.type == 'cuda' else f"CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}"
+    print(f"torch {torch.__version__}, {where}, load average {os.getloadavg()[0]:.1f} (other processes make timings noisy); "
+          f"times over the two-product floor, median (min–max) of {a.reps}")
+    for name in a.models: bench(name, a.reps, a.lr, not a.no_svd)
+    if a.hook: bench_hook(a.reps, a.lr)
