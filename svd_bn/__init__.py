@@ -5,7 +5,8 @@ __version__ = "0.0.1"
 import warnings  # fastai 2.8.12 calls `torch.jit.script` at import, which torch 2.14 deprecates: not the user's concern
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 _public = dict(BatchNorm='norms', LayerNorm='norms', GroupNorm='norms', InstanceNorm='norms', orthogonalize_='orth',
-               orth_error='orth', orth_report='orth', init_bn_bias_='bias', OrthCallback='callback', register_orth_hook='callback')
+               orth_error='orth', orth_report='orth', init_bn_bias_='bias', OrthCallback='callback', register_orth_hook='callback',
+               Muon='muon', muon_plan='muon')
 
 def __getattr__(name):   # PEP 562: `from svd_bn import OrthCallback` imports torch and fastai then, and `svd-bn --help` never does
     if name not in _public: raise AttributeError(f"module 'svd_bn' has no attribute {name!r}")
@@ -25,7 +26,8 @@ __version__ = "0.0.1"
 import warnings  # fastai 2.8.12 calls `torch.jit.script` at import, which torch 2.14 deprecates: not the user's concern
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 _public = dict(BatchNorm='norms', LayerNorm='norms', GroupNorm='norms', InstanceNorm='norms', orthogonalize_='orth',
-               orth_error='orth', orth_report='orth', init_bn_bias_='bias', OrthCallback='callback', register_orth_hook='callback')
+               orth_error='orth', orth_report='orth', init_bn_bias_='bias', OrthCallback='callback', register_orth_hook='callback',
+               Muon='muon', muon_plan='muon')
 
 def __getattr__(name):   # PEP 562: `from svd_bn import OrthCallback` imports torch and fastai then, and `svd-bn --help` never does
     if name not in _public: raise AttributeError(f"module 'svd_bn' has no attribute {name!r}")
