@@ -2,7 +2,8 @@
 
 For each model, pairs of fits on digits (1×8×8, batch size 64, one-cycle at lr 1e-2, seed 0, the same batches): one
 without the callback, one with `OrthCallback(layers=...)` for each `--layers` value, one after the other, `--reps` times.
-Each pair gives a ratio (with / without, whole fit, validation included); printed: the median ratio as the percentage
+Each pair gives a ratio (with / without, whole fit, validation included), in wall-clock time and in this process's CPU time
+(with one thread, the work itself: a wait for a busy core does not count); printed: the median ratio as the percentage
 the callback adds, its spread (min to max over the pairs), and a warning when the spread is too wide to read.
 Not a test: the numbers depend on the machine and its load; the pairs alternate, so slow drift hits both sides alike.
 
@@ -22,26 +23,30 @@ from svd_bn.data import get_dls
 from svd_bn.models import small, large
 
 def fit_time(dls, mk, cbs, epochs):
-    "Seconds of one fit of `mk(c_in=1)` on `dls`."
+    "Wall-clock and CPU seconds of one fit of `mk(c_in=1)` on `dls` (CPU seconds of this process: the work itself, not the wait for a core)."
     set_seed(0, reproducible=True)
     learn = Learner(dls, mk(c_in=1), loss_func=nn.CrossEntropyLoss(), cbs=cbs)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 def bench(dls, name, reps, epochs, layers):
     mk = dict(small=small, large=large)[name]
     fit_time(dls, mk, [], 1)   # warm-up
-    res = {l: [] for l in layers}
+    res = {l: ([], []) for l in layers}
     base = []
     for _ in range(reps):
         b = fit_time(dls, mk, [], epochs); base.append(b)
-        for l in layers: res[l].append(fit_time(dls, mk, [OrthCallback(layers=l)], epochs) / b)
-    print(f"\n{name}, digits, {epochs} epoch{'s' * (epochs != 1)}: without the callback {statistics.median(base):.1f} s per fit (median of {reps})")
-    for l, rs in res.items():
-        med, lo, hi = statistics.median(rs), min(rs), max(rs)
-        warn = '  [spread too wide to read: rerun on an idle machine]' if hi - lo > 0.1 else ''
-        print(f"  {f'OrthCallback(layers={l!r})':34s} adds {100*(med-1):+5.1f}% (pairs from {100*(lo-1):+.1f}% to {100*(hi-1):+.1f}%){warn}")
+        for l in layers:
+            t = fit_time(dls, mk, [OrthCallback(layers=l)], epochs)
+            for i in (0, 1): res[l][i].append(t[i] / b[i])
+    print(f"\n{name}, digits, {epochs} epoch{'s' * (epochs != 1)}: without the callback {statistics.median(b[0] for b in base):.1f} s per fit "
+          f"({statistics.median(b[1] for b in base):.1f} CPU s), median of {reps} pairs")
+    for l, rss in res.items():
+        for what, rs in zip(('wall-clock', 'CPU time'), rss):
+            med, lo, hi = statistics.median(rs), min(rs), max(rs)
+            warn = '  [spread too wide to read: rerun on an idle machine]' if hi - lo > 0.1 else ''
+            print(f"  {f'OrthCallback(layers={l!r})':34s} adds {100*(med-1):+5.1f}% {what:10s} (pairs from {100*(lo-1):+.1f}% to {100*(hi-1):+.1f}%){warn}")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
