@@ -8,8 +8,8 @@ the callback adds, its spread (min to max over the pairs), and a warning when th
 Not a test: the numbers depend on the machine and its load; the pairs alternate, so slow drift hits both sides alike.
 
 Run: python bench/bench_callback.py [--threads 1] [--reps 5] [--models small] [--epochs 4] [--layers pointwise all]
-The default (small, 4 epochs, 5 pairs, pointwise and all) takes about 3 minutes on a 2-core CPU; `--models small large`
-adds the large model (about 12 minutes more at 4 epochs; `--large-epochs 1` shortens it).
+The default (small, 4 epochs, 5 pairs, pointwise and all) takes about 2 minutes on a 2-core CPU; `--models small large`
+adds the large model (several times longer at 4 epochs; `--large-epochs 1` shortens it).
 """
 import argparse, os, statistics, time, warnings
 import torch

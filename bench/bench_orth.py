@@ -18,7 +18,7 @@ Models: torchvision's resnet18 and mobilenet_v2 (weights=None, 64×64 images, 10
 Not a test: the numbers depend on the machine and its load; what it compares runs in turns, so slow drift hits all alike.
 
 Run: python bench/bench_orth.py [--threads 1] [--reps 5] [--models small large resnet18 mobilenet_v2] [--lr 0.01] [--no-svd] [--hook]
-The default (4 models, 5 repetitions, 1 thread) takes about 3 minutes on a 2-core CPU.
+The default (4 models, 5 repetitions) takes about a minute on a 2-core CPU.
 """
 import argparse, os, statistics, time, warnings
 import torch, torchvision
