@@ -26,6 +26,7 @@ from torch import nn
 import torch.nn.functional as F
 warnings.filterwarnings('ignore')
 import svd_bn.fast_polar as fp
+from svd_bn.fast_polar import two_products   # the floor
 from svd_bn.orth import Orthogonalizer, orthogonalize_, select_layers, matrix_view, polar_svd
 from svd_bn.callback import register_orth_hook
 from svd_bn.models import small, large
@@ -49,12 +50,6 @@ def rule(w, groups, dtype):
 def svd_loop_(model):
     "The write-up's loop: one float32 SVD per layer, written back."
     for _, m in select_layers(model, 'all'): m.weight.copy_(rule(m.weight, getattr(m, 'groups', 1), torch.float32))
-
-def two_products(xs):
-    "The floor: `X Xᵀ`, then `(X Xᵀ) X`, for every batch of `xs`, on its smaller side."
-    for x in xs:
-        if x.shape[-2] <= x.shape[-1]: (x @ x.mT) @ x
-        else: x @ (x.mT @ x)
 
 def batch(size, classes, bs=8, seed=0):
     g = torch.Generator().manual_seed(seed)
