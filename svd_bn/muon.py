@@ -126,7 +126,7 @@ def Muon(
 def muon_plan(
     model:nn.Module,                 # a layer or a whole model
     layers:str|Callable='all',       # 'linear', 'pointwise', 'all', or `f(name, module) -> bool`, as `select_layers`
-    ends:bool=False,                 # step the first and the last chosen layer with Muon too
+    ends:bool=False,                 # step the model's first and last Linear or conv with Muon too
 ) -> dict:
     "`{weight: groups}` for `Muon`'s `plan`: the weights of the chosen Linear and conv layers, one matrix per group; the model's first and last layer left out unless `ends`."
     every = [m for _, m in select_layers(check_module(model), 'all')]
