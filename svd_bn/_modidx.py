@@ -128,6 +128,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'svd_bn.fast_polar._error_poly': ('nbs/fast_polar.html#_error_poly', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._finish_degree': ('nbs/fast_polar.html#_finish_degree', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._finish_radius': ('nbs/fast_polar.html#_finish_radius', 'svd_bn/fast_polar.py'),
+                                   'svd_bn.fast_polar._gram': ('nbs/fast_polar.html#_gram', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._mm': ('nbs/fast_polar.html#_mm', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._newton_steps': ('nbs/fast_polar.html#_newton_steps', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._next_degree': ('nbs/fast_polar.html#_next_degree', 'svd_bn/fast_polar.py'),

@@ -34,11 +34,11 @@ def _mm(
 def _sym_mm(
     a:torch.Tensor,       # a batch of matrices, (..., k, p)
     b:torch.Tensor,       # a batch of matrices, (..., p, k), such that `a @ b` is Hermitian
-    blocks:int|None=None, # column blocks; by default 4 on the CPU when k ≥ 256, else 1: a plain product
+    blocks:int|None=None, # column blocks; by default 4 on the CPU when k ≥ 512, or k ≥ 256 and p > 4k; else 1: a plain product
 ) -> torch.Tensor:
     "`a @ b` for a product known to be Hermitian: multiplies the column blocks down to the diagonal, mirrors the rest."
-    k = a.shape[-2]
-    if blocks is None: blocks = 4 if k >= 256 and a.device.type == 'cpu' else 1
+    k, p = a.shape[-2:]
+    if blocks is None: blocks = 4 if a.device.type == 'cpu' and (k >= 512 or (k >= 256 and p > 4 * k)) else 1
     if blocks <= 1 or _records_grad(a, b): return _mm(a, b)
     s = [k * i // blocks for i in range(blocks + 1)]
     out = a.new_empty(*torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]), k, k)
@@ -47,11 +47,17 @@ def _sym_mm(
     return out
 
 # %% ../nbs/02a_fast_polar.ipynb #a23b3c62
+def _gram(
+    x:torch.Tensor, # a batch of matrices, (..., m, n)
+) -> torch.Tensor:
+    "The Gram matrix of `x` on its smaller side: `x xᴴ` when m ≤ n, else `xᴴ x`."
+    return _sym_mm(x, x.mH) if x.shape[-2] <= x.shape[-1] else _sym_mm(x.mH, x)
+
 def gram_residual(
     x:torch.Tensor, # a batch of matrices, (..., m, n)
 ) -> torch.Tensor:
     "The Gram matrix of `x` on its smaller side minus the identity: `x xᴴ − I` when m ≤ n, else `xᴴ x − I`."
-    g = _sym_mm(x, x.mH) if x.shape[-2] <= x.shape[-1] else _sym_mm(x.mH, x)
+    g = _gram(x)
     g.diagonal(dim1=-2, dim2=-1).sub_(1)
     return g
 
@@ -87,16 +93,17 @@ def _taylor_poly(
     return acc
 
 def newton_step(
-    x:torch.Tensor,            # a batch of matrices, (B, m, n)
-    e:torch.Tensor,            # its residual, `gram_residual(x)`
-    degree:int=1,              # terms of (I + e)^(-1/2) kept after the first: 1 is the classic `1.5·x − 0.5·x xᴴ x`
-    e2:torch.Tensor|None=None, # `e @ e`, when already computed: saves one product for degree ≥ 2
+    x:torch.Tensor,               # a batch of matrices, (B, m, n)
+    e:torch.Tensor,               # the residual of `x·s`, `gram_residual(x·s)` (s = `scale`, or 1)
+    degree:int=1,                 # terms of (I + e)^(-1/2) kept after the first: 1 is the classic `1.5·x − 0.5·x xᴴ x`
+    e2:torch.Tensor|None=None,    # `e @ e`, when already computed: saves one product for degree ≥ 2
+    scale:torch.Tensor|None=None, # (B,): each matrix's scale `s`, folded into the k×k factor so that `x` is read once
 ) -> torch.Tensor:
-    "One Newton–Schulz step `x ← p(e)·x` (`x·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2)."
-    left = x.shape[-2] <= x.shape[-1]
-    if degree == 1: return _mm(e, x, x, -0.5) if left else _mm(x, e, x, -0.5)
-    p = _taylor_poly(e, degree, e2)
-    return _mm(p, x, x) if left else _mm(x, p, x)
+    "One Newton–Schulz step `x·s ← p(e)·x·s` (`x·s·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2): one product with `x`."
+    p = e * -0.5 if degree == 1 else _taylor_poly(e, degree, e2)   # p(e) − I
+    p.diagonal(dim1=-2, dim2=-1).add_(1)
+    if scale is not None: p = p * scale[:, None, None]
+    return _mm(p, x) if x.shape[-2] <= x.shape[-1] else _mm(x, p)
 
 # %% ../nbs/02a_fast_polar.ipynb #0563269b
 @functools.cache
@@ -128,7 +135,7 @@ def _target(dtype) -> float:
     return 3e-6 if torch.finfo(dtype).eps > 1e-10 else 1e-14
 
 # %% ../nbs/02a_fast_polar.ipynb #3c36531c
-_max_degree, _e2_cheap = 12, 0.5  # highest degree; E² is computed just for its bound when k/n ≤ `_e2_cheap`
+_max_degree, _e2_cheap = 12, 0.5  # highest degree; E² is computed before the first read, for its bound, when k/n ≤ `_e2_cheap`
 
 def _finish_degree(r:float, target:float) -> int|None:
     "The smallest degree whose step brings every |σ² − 1| ≤ `r` under `target`; None when none up to `_max_degree` does."
@@ -148,7 +155,7 @@ def _next_degree(
             cost = spent + 2 + _ps_split(d, e2 and j == 0)[0] * k_over_n
             if cost < best[0]: best = (cost, d if j == 0 else 1, j == 0)
             if d == 1: break
-        spent += 2 + (j > 0 and k_over_n <= _e2_cheap) * k_over_n  # a classic step; later ones may pay for an unused E²
+        spent += 2                                               # a classic step
         e, j = e * e * (0.75 + 0.25 * e), j + 1                  # `_step_error(1, e)`, inlined: this runs every step
     return best[1:]
 
@@ -189,8 +196,8 @@ def _worst(v:list) -> float:
 _basin, _auto_cap, _newton_cap = 1.5, 8, 100  # `auto` uses Newton below residual `_basin`, with at most `_auto_cap` steps
 
 # %% ../nbs/02a_fast_polar.ipynb #8b50f2a3
-def _check_finite(x, nrm):
-    "Raise `NonFinite` for matrices of `x` with non-finite values; else (norms overflowed) return `x` scaled to max 1."
+def _check_finite(x):
+    "Raise `NonFinite` for matrices of `x` with non-finite values; else (their norms overflowed) return `x` scaled to max 1."
     bad = (~torch.isfinite(x).flatten(1).all(1)).nonzero().flatten().tolist()
     if bad: raise NonFinite(bad)
     return x / x.abs().amax((-2, -1), keepdim=True)
@@ -208,44 +215,52 @@ def polar_steps(
     log:list|None=None, # when given, gets `('svd', degrees)` or `('newton', degrees)` appended: the Newton steps taken
 ):
     "Generator for the polar factor of every matrix of `x`: yields residuals to read, returns the factor."
-    k, nrm = min(x.shape[-2:]), torch.linalg.matrix_norm(x)
-    if method == 'svd':
-        if not all(map(math.isfinite, (yield nrm))): x = _check_finite(x, nrm)
+    (m, n), B = x.shape[-2:], len(x)
+    k = min(m, n)
+    if method == 'svd' or k == 1:   # a single row or column: its polar factor is itself over its norm
+        nrm = torch.linalg.matrix_norm(x)
+        if not all(map(math.isfinite, (yield nrm))): return (yield from polar_steps(_check_finite(x), method, log))
+        if method == 'svd' or not nrm.all():
+            if log is not None: log.append(('svd', ()))
+            return _polar_svd(x)
+        if log is not None: log.append(('newton', ()))
+        return x / nrm[:, None, None]
+    g = _gram(x)
+    t = g.diagonal(dim1=-2, dim2=-1).sum(-1).real             # ‖x‖_F² per matrix: x·√c has unit mean σ²
+    c = torch.where(t > 0, k / t, 1.)                           # a zero matrix stays zero (no 0·∞)
+    e = g * c[:, None, None]; e.diagonal(dim1=-2, dim2=-1).sub_(1)
+    e2 = _sym_mm(e, e)   # for the tighter bound ‖E²‖_F^½, read with the rest; a step of degree ≥ 2 needs it anyway
+    v = yield torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])
+    if not all(map(math.isfinite, v[:B])): return (yield from polar_steps(_check_finite(x), method, log))
+    fro, rho = _worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5   # ‖E‖_F, and the tighter ‖E²‖_F^½
+    if min(v[:B]) == 0 or not fro < (_basin if method == 'auto' else math.inf):  # no Newton step moves a zero matrix
         if log is not None: log.append(('svd', ()))
         return _polar_svd(x)
-    xs = x * torch.where(nrm > 0, k**0.5 / nrm, 1.)[:, None, None]   # a zero matrix stays zero (no 0·∞)
-    e = gram_residual(xs)
-    v = yield torch.cat([nrm, torch.linalg.matrix_norm(e)])
-    if not all(map(math.isfinite, v)): return (yield from polar_steps(_check_finite(x, nrm), method, log))
-    r = _worst(v[len(nrm):])
-    if min(v[:len(nrm)]) == 0 or (method == 'auto' and r >= _basin):  # no Newton step moves a zero matrix
-        if log is not None: log.append(('svd', ()))
-        return _polar_svd(x)
-    return (yield from _newton_steps(xs, e, r, _auto_cap if method == 'auto' else _newton_cap, log, x))
+    return (yield from _newton_steps(x, c.sqrt(), e, e2, fro, min(fro, rho), _auto_cap if method == 'auto' else _newton_cap, log))
 
 # %% ../nbs/02a_fast_polar.ipynb #a904dc61
-def _newton_steps(x, e, r, cap, log, x0):
-    "Generator: Newton–Schulz steps from `x` with residual `e` (norm `r`) until one finishes; else the SVD of the input `x0`."
-    if r >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
+def _newton_steps(x0, s, e, e2, fro, r, cap, log):
+    "Generator: Newton–Schulz steps from `x0·s` (residual `e`, ‖e‖_F = `fro`, every |σ² − 1| ≤ `r`) until one finishes; else the SVD of `x0`."
+    x, kn, target, degrees = x0, min(x0.shape[-2:]) / max(x0.shape[-2:]), _target(x0.dtype), []
+    if fro >= _basin:  # far: scale so that every σ ≤ 1, since σ_max² ≤ ‖xᴴx‖_F
         g = e.clone(); g.diagonal(dim1=-2, dim2=-1).add_(1)
-        x = x / torch.linalg.matrix_norm(g).clamp_min(torch.finfo(x.dtype).tiny).sqrt()[:, None, None]
-        e, r = gram_residual(x), math.inf   # its norm is not read: classic steps until one is
-    target, kn, degrees, fro = _target(x.dtype), min(x.shape[-2:]) / max(x.shape[-2:]), [], r   # fro: the last ‖E‖_F read
-    for _ in range(cap):
-        d, finishes, e2 = *_next_degree(r, kn, target), None
-        if d > 1 or (not finishes and kn <= _e2_cheap):  # E² is needed, or cheap and may show that one step finishes: ‖E‖₂ ≤ ‖E²‖_F^½
-            e2 = _sym_mm(e, e)
-            rho = _worst((yield torch.linalg.matrix_norm(e2))) ** 0.5
-            if rho < r: r = rho
-            d, finishes = _next_degree(r, kn, target, e2=True)
-        x = newton_step(x, e, d, e2); degrees.append(d)
+        s = s / torch.linalg.matrix_norm(g).clamp_min(torch.finfo(x.dtype).tiny).sqrt()
+        x, s = x0 * s[:, None, None], None
+        e, e2, r = gram_residual(x), None, math.inf
+    while len(degrees) < cap:
+        if r >= 1:   # no bound to plan with: a classic step, then read the residual
+            x, s, e2 = newton_step(x, e, 1, scale=s), None, None; degrees.append(1)
+            e = gram_residual(x)
+            r = _worst((yield torch.linalg.matrix_norm(e)))
+            if r >= 1 and r > 0.999 * fro: break  # stalled: a singular value at (or near) 0 barely moves
+            fro = r; continue
+        d, finishes = _next_degree(r, kn, target, e2 is not None)   # below 1 the bound plans every step: no more reads
+        if d > 1 and e2 is None: e2 = _sym_mm(e, e)
+        x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
-        e = gram_residual(x)
-        r = _worst((yield torch.linalg.matrix_norm(e)))
-        if r >= 1 and r > 0.999 * fro: break  # stalled: a singular value at (or near) 0 barely moves
-        fro = r
+        r, e, e2 = _step_error(d, r), gram_residual(x), None
     if log is not None: log.append(('svd', tuple(degrees)))
     return _polar_svd(x0)  # the input's own SVD, so a rank-deficient matrix gets the same completion by every method
 
