@@ -4,7 +4,7 @@
 
 # %% ../nbs/02a_fast_polar.ipynb #cebcae29
 from __future__ import annotations
-import math, functools
+import math, functools, itertools
 from fractions import Fraction
 import numpy as np
 import torch
@@ -31,14 +31,18 @@ def _mm(
     return (torch.baddbmm if a.ndim == 3 else torch.addmm)(c, a, b, alpha=alpha, **kw)
 
 # %% ../nbs/02a_fast_polar.ipynb #20af495d
+def _staircase(k:int, p:int, device) -> bool:
+    "Whether `_sym_mm` multiplies a k×p by a p×k matrix in a staircase of 4 blocks: on the CPU when k ≥ 512, or k ≥ 256 and p > 4k."
+    return device.type == 'cpu' and (k >= 512 or (k >= 256 and p > 4 * k))
+
 def _sym_mm(
     a:torch.Tensor,       # a batch of matrices, (..., k, p)
     b:torch.Tensor,       # a batch of matrices, (..., p, k), such that `a @ b` is Hermitian
-    blocks:int|None=None, # column blocks; by default 4 on the CPU when k ≥ 512, or k ≥ 256 and p > 4k; else 1: a plain product
+    blocks:int|None=None, # column blocks; by default 4 where `_staircase` says so, else 1: a plain product
 ) -> torch.Tensor:
     "`a @ b` for a product known to be Hermitian: multiplies the column blocks down to the diagonal, mirrors the rest."
-    k, p = a.shape[-2:]
-    if blocks is None: blocks = 4 if a.device.type == 'cpu' and (k >= 512 or (k >= 256 and p > 4 * k)) else 1
+    k = a.shape[-2]
+    if blocks is None: blocks = 4 if _staircase(k, a.shape[-1], a.device) else 1
     if blocks <= 1 or _records_grad(a, b): return _mm(a, b)
     s = [k * i // blocks for i in range(blocks + 1)]
     out = a.new_empty(*torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]), k, k)
@@ -73,23 +77,25 @@ def _ps_split(
     "`(products, s)`: fewest k×k products for a polynomial of `degree` in `e` by Paterson–Stockmeyer, with blocks of `s` powers."
     return min((max(s - 1 - (e2 and s > 1), 0) + -(-degree // s) - 1, s) for s in range(1, degree + 1))
 
+@functools.cache
+def _ps_coefs(degree:int, s:int) -> torch.Tensor:
+    "The coefficients of the Paterson–Stockmeyer blocks, one row per block: row b holds c_(b·s) … c_(b·s + s), zero past `degree` or past the block."
+    nb = -(-degree // s)
+    return torch.tensor([[_taylor[b * s + t] if b * s + t <= degree and (t < s or b == nb - 1) else 0. for t in range(s + 1)] for b in range(nb)],
+                        dtype=torch.float64)
+
 def _taylor_poly(
     e:torch.Tensor,            # a batch of square matrices
     degree:int,                # degree of the Taylor polynomial of (I + e)^(-1/2)
     e2:torch.Tensor|None=None, # `e @ e`, when already computed
 ) -> torch.Tensor:
-    "`p(e) − I`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: `e^s` times blocks in `e`…`e^s`."
+    "`p(e)`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: blocks in `I, e … e^s`, all from one contraction, then Horner in `e^s`."
     _, s = _ps_split(degree, e2 is not None)
-    pw = [None, e] + ([e2] if e2 is not None and s > 1 else [])
+    pw = [torch.eye(e.shape[-1], dtype=e.dtype, device=e.device).expand_as(e), e] + ([e2] if e2 is not None and s > 1 else [])
     while len(pw) <= s: pw.append(_sym_mm(pw[-1], e))
-    def block(lo, hi):  # Σ c_j e^(j − lo) for j in lo..hi, without the constant term of p
-        b = torch.zeros_like(e)
-        for t in range(1, hi - lo + 1): b.add_(pw[t], alpha=_taylor[lo + t])
-        if lo: b.diagonal(dim1=-2, dim2=-1).add_(_taylor[lo])
-        return b
-    starts = list(range(0, degree, s))  # the last block runs to `degree`: it may use e^s itself
-    acc = block(starts[-1], degree)
-    for lo in starts[-2::-1]: acc = _sym_mm(pw[s], acc).add_(block(lo, lo + s - 1))
+    blocks = torch.tensordot(_ps_coefs(degree, s).to(e), torch.stack(pw), 1)   # (blocks, B, k, k): the last may use e^s itself
+    acc = blocks[-1]
+    for b in range(len(blocks) - 2, -1, -1): acc = _sym_mm(pw[s], acc).add_(blocks[b]) if _staircase(*e.shape[-2:], e.device) else _mm(pw[s], acc, blocks[b])
     return acc
 
 def newton_step(
@@ -100,8 +106,8 @@ def newton_step(
     scale:torch.Tensor|None=None, # (B,): each matrix's scale `s`, folded into the k×k factor so that `x` is read once
 ) -> torch.Tensor:
     "One Newton–Schulz step `x·s ← p(e)·x·s` (`x·s·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2): one product with `x`."
-    p = e * -0.5 if degree == 1 else _taylor_poly(e, degree, e2)   # p(e) − I
-    p.diagonal(dim1=-2, dim2=-1).add_(1)
+    if degree == 1: p = torch.add(torch.eye(e.shape[-1], dtype=e.dtype, device=e.device), e, alpha=-0.5)
+    else: p = _taylor_poly(e, degree, e2)
     if scale is not None: p = p * scale[:, None, None]
     return _mm(p, x) if x.shape[-2] <= x.shape[-1] else _mm(x, p)
 
@@ -272,14 +278,79 @@ def polar(
     "The polar factor of every matrix of `x` (the nearest semi-orthogonal matrix), by `method`."
     return run_steps([polar_steps(x, method)])[0]
 
+# %% ../nbs/02a_fast_polar.ipynb #c5d6e7f8
+_pack_max, _pack_waste = 2**16, 2.   # batches of at most `_pack_max` entries per matrix are packed, with padding that at most doubles their entries
+
+@functools.lru_cache(maxsize=64)
+def _pack_plan(
+    shapes:tuple, # `(m, n, B, dtype, device)` of every batch that may be packed, or None for one that may not
+) -> tuple:
+    "Tuples of indices into `shapes`: the batches that may be packed, smallest first, in packs of one dtype and device whose padding at most doubles their entries."
+    packs = []
+    for i in sorted((i for i, sh in enumerate(shapes) if sh), key=lambda i: sorted(shapes[i][:2])):
+        grp = packs[-1] + [i] if packs else []
+        if grp and len({shapes[j][3:] for j in grp}) == 1:
+            k, n = max(min(shapes[j][:2]) for j in grp), max(max(shapes[j][:2]) for j in grp)
+            if sum(shapes[j][2] for j in grp) * k * n <= _pack_waste * sum(math.prod(shapes[j][:3]) for j in grp): packs[-1] = grp; continue
+        packs.append([i])
+    return tuple(tuple(p) for p in packs if len(p) > 1)
+
+def _packs(
+    xs:list, # batches of matrices, (B, m, n) each
+) -> tuple:
+    "`_pack_plan` for `xs`: the small batches (both sides ≥ 2, at most `_pack_max` entries a matrix, no gradient recorded) go in packs."
+    return _pack_plan(tuple((*x.shape[-2:], len(x), x.dtype, x.device) if min(x.shape[-2:]) > 1 and x.shape[-2] * x.shape[-1] <= _pack_max
+                            and not _records_grad(x) else None for x in xs))
+
+# %% ../nbs/02a_fast_polar.ipynb #b7c1d2e3
+def _packed_steps(
+    xs:list,            # small batches of matrices of one dtype and device, (B, m, n) each
+    method:str='auto',  # 'newton' or 'auto'
+    log:list|None=None, # gets `('newton', (degree,))` for every batch when they finish here
+):
+    "Generator: the polar factors of `xs` as one zero-padded batch, in one Newton–Schulz step; returns their list, or None when a matrix needs more (each batch then goes its own way)."
+    ts = [x if x.shape[-2] <= x.shape[-1] else x.mT for x in xs]                   # each k×n, k ≤ n
+    k, n, sizes = max(t.shape[-2] for t in ts), max(t.shape[-1] for t in ts), [len(t) for t in ts]
+    pack = xs[0].new_zeros(sum(sizes), k, n)
+    for t, a in zip(ts, itertools.accumulate([0] + sizes)): pack[a:a + len(t), :t.shape[-2], :t.shape[-1]] = t
+    ks = torch.tensor([t.shape[-2] for t in ts for _ in range(len(t))], dtype=pack.dtype, device=pack.device)   # rows of each matrix
+    g = _gram(pack)
+    t = g.diagonal(dim1=-2, dim2=-1).sum(-1)                                      # ‖x‖_F² per matrix
+    c = ks / t.clamp_min(torch.finfo(t.dtype).tiny)
+    e = g * c[:, None, None]
+    e.diagonal(dim1=-2, dim2=-1).sub_((torch.arange(k, device=pack.device) < ks[:, None]).to(e.dtype))   # padding rows: E = 0, so p(E) = I keeps them zero
+    e2 = _sym_mm(e, e)
+    v, B = (yield torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])), len(pack)
+    if not all(map(math.isfinite, v)) or min(v[:B]) == 0: return None
+    fro, rho = _worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5
+    d = _finish_degree(min(fro, rho), _target(pack.dtype)) if fro < (_basin if method == 'auto' else math.inf) else None
+    if d is None: return None
+    q = newton_step(pack, e, d, e2, c.sqrt())
+    if log is not None: log += [('newton', (d,))] * len(xs)
+    out = [q[a:a + len(t), :t.shape[-2], :t.shape[-1]] for t, a in zip(ts, itertools.accumulate([0] + sizes))]
+    return [o if t is x else o.mT for o, t, x in zip(out, ts, xs)]
+
 # %% ../nbs/02a_fast_polar.ipynb #97a5c04d
+def _run(gens:list, idx:list) -> list:
+    "`run_steps(gens)`, a `NonFinite`'s group mapped through `idx` to the caller's batch."
+    try: return run_steps(gens)
+    except NonFinite as e: e.group = idx[e.group]; raise
+
 def polar_batches(
     xs:list,            # batches of matrices, (B, m, n) each
     method:str='auto',  # 'svd', 'newton' or 'auto'
     log:list|None=None, # passed to `polar_steps`
 ) -> list:
-    "The polar factor of every batch in `xs`, their host reads shared: one transfer per round for all of them."
-    return run_steps([polar_steps(x, method, log) for x in xs])
+    "The polar factor of every batch in `xs`, their host reads shared: one transfer per round for all of them; small batches packed into one."
+    packs = _packs(xs) if method != 'svd' else []
+    rest = sorted(set(range(len(xs))) - {i for p in packs for i in p})
+    res, out = _run([polar_steps(xs[i], method, log) for i in rest] + [_packed_steps([xs[i] for i in p], method, log) for p in packs], rest), [None] * len(xs)
+    for i, q in zip(rest, res): out[i] = q
+    redo = [i for p, qs in zip(packs, res[len(rest):]) if qs is None for i in p]
+    for p, qs in zip(packs, res[len(rest):]):
+        for i, q in zip(p, qs or []): out[i] = q
+    for i, q in zip(redo, _run([polar_steps(xs[i], method, log) for i in redo], redo) if redo else []): out[i] = q
+    return out
 
 # %% ../nbs/02a_fast_polar.ipynb #f1a0b2c3
 def two_products(

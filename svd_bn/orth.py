@@ -198,18 +198,33 @@ class Orthogonalizer:
         return f"Orthogonalizer({len(self)} layers, {self.skipped().count('')} projected, method={self.method!r}, normalize_rows={self.normalize_rows!r})"
 
 # %% ../nbs/02_orth.ipynb #e59ca58b
+def _state(m:nn.Module) -> tuple:
+    "What `skip_reason` and the batching of `m` depend on, read cheaply: the class (a parametrization changes it), the weight, its kind, `requires_grad`, shape, dtype and device, and the forward pre-hooks."
+    w = m._parameters.get('weight')
+    lazy = w is None or isinstance(w, nn.parameter.UninitializedParameter)   # no shape yet; materializing changes its class
+    return (type(m), id(w), type(w), len(m._forward_pre_hooks)) + (() if lazy else (w.requires_grad, w.shape, w.dtype, w.device))
+
+@patch
+def _plan(self:Orthogonalizer, frozen:bool=False) -> list:
+    "`(entries)` per batch of one matrix shape, dtype and device, each entry `(i, name, module, groups)`; kept from the last call while every layer's `_state` is the same."
+    states = [_state(m) for _, m in self.layers]
+    cache = self.__dict__.setdefault('_plans', {})
+    if frozen not in cache or cache[frozen][0] != states:
+        parts = {}
+        for i, ((n, m), why) in enumerate(zip(self.layers, self.skipped())):
+            if why and not (frozen and why == 'frozen'): continue
+            w, g = m.weight, getattr(m, 'groups', 1)
+            parts.setdefault((w.shape[0] // g, math.prod(w.shape[1:]), w.dtype, w.device), []).append((i, n, m, g))
+        cache[frozen] = (states, list(parts.values()))
+    return cache[frozen][1]
+
 @patch
 def _batches(self:Orthogonalizer, frozen:bool=False) -> list:
     "`(x, entries)` per batch: the stacked matrices of one shape, dtype and device, and their `(i, name, module, groups)`."
-    parts = {}
-    for i, ((n, m), why) in enumerate(zip(self.layers, self.skipped())):
-        if why and not (frozen and why == 'frozen'): continue
-        w, g = m.weight, getattr(m, 'groups', 1)
-        parts.setdefault((w.shape[0] // g, math.prod(w.shape[1:]), w.dtype, w.device), []).append((i, n, m, g))
     out = []
-    for (*_, dt, _), ents in parts.items():
+    for ents in self._plan(frozen):
         xs = [matrix_view(m.weight, g) for _, _, m, g in ents]
-        out.append(((xs[0] if len(xs) == 1 else torch.cat(xs)).to(_work_dtype(dt)), ents))
+        out.append(((xs[0] if len(xs) == 1 else torch.cat(xs)).to(_work_dtype(xs[0].dtype)), ents))
     return out
 
 # %% ../nbs/02_orth.ipynb #6ef962be
