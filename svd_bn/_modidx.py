@@ -136,7 +136,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'svd_bn.fast_polar._packed_steps': ('nbs/fast_polar.html#_packed_steps', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._packs': ('nbs/fast_polar.html#_packs', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._polar_svd': ('nbs/fast_polar.html#_polar_svd', 'svd_bn/fast_polar.py'),
-                                   'svd_bn.fast_polar._ps_coefs': ('nbs/fast_polar.html#_ps_coefs', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._ps_split': ('nbs/fast_polar.html#_ps_split', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._records_grad': ('nbs/fast_polar.html#_records_grad', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._run': ('nbs/fast_polar.html#_run', 'svd_bn/fast_polar.py'),

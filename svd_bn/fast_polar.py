@@ -77,25 +77,23 @@ def _ps_split(
     "`(products, s)`: fewest k×k products for a polynomial of `degree` in `e` by Paterson–Stockmeyer, with blocks of `s` powers."
     return min((max(s - 1 - (e2 and s > 1), 0) + -(-degree // s) - 1, s) for s in range(1, degree + 1))
 
-@functools.cache
-def _ps_coefs(degree:int, s:int) -> torch.Tensor:
-    "The coefficients of the Paterson–Stockmeyer blocks, one row per block: row b holds c_(b·s) … c_(b·s + s), zero past `degree` or past the block."
-    nb = -(-degree // s)
-    return torch.tensor([[_taylor[b * s + t] if b * s + t <= degree and (t < s or b == nb - 1) else 0. for t in range(s + 1)] for b in range(nb)],
-                        dtype=torch.float64)
-
 def _taylor_poly(
     e:torch.Tensor,            # a batch of square matrices
     degree:int,                # degree of the Taylor polynomial of (I + e)^(-1/2)
     e2:torch.Tensor|None=None, # `e @ e`, when already computed
 ) -> torch.Tensor:
-    "`p(e)`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: blocks in `I, e … e^s`, all from one contraction, then Horner in `e^s`."
+    "`p(e)`, `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2), by Paterson–Stockmeyer: `e^s` times blocks in `I, e … e^s`, Horner-wise."
     _, s = _ps_split(degree, e2 is not None)
-    pw = [torch.eye(e.shape[-1], dtype=e.dtype, device=e.device).expand_as(e), e] + ([e2] if e2 is not None and s > 1 else [])
+    pw = [None, e] + ([e2] if e2 is not None and s > 1 else [])
     while len(pw) <= s: pw.append(_sym_mm(pw[-1], e))
-    blocks = torch.tensordot(_ps_coefs(degree, s).to(e), torch.stack(pw), 1)   # (blocks, B, k, k): the last may use e^s itself
-    acc = blocks[-1]
-    for b in range(len(blocks) - 2, -1, -1): acc = _sym_mm(pw[s], acc).add_(blocks[b]) if _staircase(*e.shape[-2:], e.device) else _mm(pw[s], acc, blocks[b])
+    def block(lo, hi):  # Σ c_j e^(j − lo) for j in lo..hi, the constant on the diagonal
+        b = pw[1] * _taylor[lo + 1] if hi > lo else torch.zeros_like(e)
+        for t in range(2, hi - lo + 1): b.add_(pw[t], alpha=_taylor[lo + t])
+        b.diagonal(dim1=-2, dim2=-1).add_(_taylor[lo])
+        return b
+    starts = list(range(0, degree, s))  # the last block runs to `degree`: it may use e^s itself
+    acc, stair = block(starts[-1], degree), _staircase(*e.shape[-2:], e.device)
+    for lo in starts[-2::-1]: acc = _sym_mm(pw[s], acc).add_(block(lo, lo + s - 1)) if stair else _mm(pw[s], acc, block(lo, lo + s - 1))
     return acc
 
 def newton_step(
@@ -108,7 +106,7 @@ def newton_step(
     "One Newton–Schulz step `x·s ← p(e)·x·s` (`x·s·p(e)` when m > n), `p` the degree-`degree` Taylor polynomial of (I + e)^(-1/2): one product with `x`."
     if degree == 1: p = torch.add(torch.eye(e.shape[-1], dtype=e.dtype, device=e.device), e, alpha=-0.5)
     else: p = _taylor_poly(e, degree, e2)
-    if scale is not None: p = p * scale[:, None, None]
+    if scale is not None: p = p * scale[:, None, None] if _records_grad(p) else p.mul_(scale[:, None, None])
     return _mm(p, x) if x.shape[-2] <= x.shape[-1] else _mm(x, p)
 
 # %% ../nbs/02a_fast_polar.ipynb #0563269b
@@ -141,7 +139,7 @@ def _target(dtype) -> float:
     return 3e-6 if torch.finfo(dtype).eps > 1e-10 else 1e-14
 
 # %% ../nbs/02a_fast_polar.ipynb #3c36531c
-_max_degree, _e2_cheap = 12, 0.5  # highest degree; E² is computed before the first read, for its bound, when k/n ≤ `_e2_cheap`
+_max_degree = 12  # the highest degree of one step
 
 def _finish_degree(r:float, target:float) -> int|None:
     "The smallest degree whose step brings every |σ² − 1| ≤ `r` under `target`; None when none up to `_max_degree` does."
@@ -233,8 +231,9 @@ def polar_steps(
         return x / nrm[:, None, None]
     g = _gram(x)
     t = g.diagonal(dim1=-2, dim2=-1).sum(-1).real             # ‖x‖_F² per matrix: x·√c has unit mean σ²
-    c = torch.where(t > 0, k / t, 1.)                           # a zero matrix stays zero (no 0·∞)
-    e = g * c[:, None, None]; e.diagonal(dim1=-2, dim2=-1).sub_(1)
+    c = k / t.clamp_min(torch.finfo(t.dtype).tiny)              # a zero matrix stays zero (no 0·∞)
+    e = g * c[:, None, None] if _records_grad(g) else g.mul_(c[:, None, None])
+    e.diagonal(dim1=-2, dim2=-1).sub_(1)
     e2 = _sym_mm(e, e)   # for the tighter bound ‖E²‖_F^½, read with the rest; a step of degree ≥ 2 needs it anyway
     v = yield torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])
     if not all(map(math.isfinite, v[:B])): return (yield from polar_steps(_check_finite(x), method, log))
@@ -306,29 +305,37 @@ def _packs(
 def _packed_steps(
     xs:list,            # small batches of matrices of one dtype and device, (B, m, n) each
     method:str='auto',  # 'newton' or 'auto'
-    log:list|None=None, # gets `('newton', (degree,))` for every batch when they finish here
+    log:list|None=None, # gets `('newton', degrees)` for every batch when they finish here
 ):
-    "Generator: the polar factors of `xs` as one zero-padded batch, in one Newton–Schulz step; returns their list, or None when a matrix needs more (each batch then goes its own way)."
+    "Generator: the polar factors of `xs` as one zero-padded batch, by steps planned from one read; returns their list, or None when a matrix is far, zero or not finite (each batch then goes its own way)."
     ts = [x if x.shape[-2] <= x.shape[-1] else x.mT for x in xs]                   # each k×n, k ≤ n
     k, n, sizes = max(t.shape[-2] for t in ts), max(t.shape[-1] for t in ts), [len(t) for t in ts]
     pack = xs[0].new_zeros(sum(sizes), k, n)
     for t, a in zip(ts, itertools.accumulate([0] + sizes)): pack[a:a + len(t), :t.shape[-2], :t.shape[-1]] = t
     ks = torch.tensor([t.shape[-2] for t in ts for _ in range(len(t))], dtype=pack.dtype, device=pack.device)   # rows of each matrix
     g = _gram(pack)
-    t = g.diagonal(dim1=-2, dim2=-1).sum(-1)                                      # ‖x‖_F² per matrix
-    c = ks / t.clamp_min(torch.finfo(t.dtype).tiny)
-    e = g * c[:, None, None]
-    e.diagonal(dim1=-2, dim2=-1).sub_((torch.arange(k, device=pack.device) < ks[:, None]).to(e.dtype))   # padding rows: E = 0, so p(E) = I keeps them zero
+    tr = g.diagonal(dim1=-2, dim2=-1).sum(-1)                                     # ‖x‖_F² per matrix
+    c = ks / tr.clamp_min(torch.finfo(tr.dtype).tiny)
+    e = g.mul_(c[:, None, None])                                                 # no gradient is recorded here
+    live = (torch.arange(k, device=pack.device) < ks[:, None]).to(e.dtype)       # 1 on the rows a matrix has, 0 on its padding
+    e.diagonal(dim1=-2, dim2=-1).sub_(live)                                       # padding rows: E = 0, so p(E) = I keeps them zero
     e2 = _sym_mm(e, e)
-    v, B = (yield torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])), len(pack)
+    v, B = (yield torch.cat([tr, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])), len(pack)
     if not all(map(math.isfinite, v)) or min(v[:B]) == 0: return None
-    fro, rho = _worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5
-    d = _finish_degree(min(fro, rho), _target(pack.dtype)) if fro < (_basin if method == 'auto' else math.inf) else None
-    if d is None: return None
-    q = newton_step(pack, e, d, e2, c.sqrt())
-    if log is not None: log += [('newton', (d,))] * len(xs)
-    out = [q[a:a + len(t), :t.shape[-2], :t.shape[-1]] for t, a in zip(ts, itertools.accumulate([0] + sizes))]
-    return [o if t is x else o.mT for o, t, x in zip(out, ts, xs)]
+    fro, r = _worst(v[B:2 * B]), min(_worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5)
+    if r >= 1 or not fro < (_basin if method == 'auto' else math.inf): return None
+    x, s, degrees = pack, c.sqrt(), []
+    while len(degrees) < _auto_cap:   # planned from the bound, as `_newton_steps` below 1: no more reads
+        d, finishes = _next_degree(r, k / n, _target(pack.dtype), e2 is not None)
+        if d > 1 and e2 is None: e2 = _sym_mm(e, e)
+        x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
+        if finishes: break
+        r, e, e2 = _step_error(d, r), _gram(x), None
+        e.diagonal(dim1=-2, dim2=-1).sub_(live)
+    else: return None
+    if log is not None: log += [('newton', tuple(degrees))] * len(xs)
+    out = [x[a:a + len(t), :t.shape[-2], :t.shape[-1]] for t, a in zip(ts, itertools.accumulate([0] + sizes))]
+    return [o if t is xi else o.mT for o, t, xi in zip(out, ts, xs)]
 
 # %% ../nbs/02a_fast_polar.ipynb #97a5c04d
 def _run(gens:list, idx:list) -> list:
