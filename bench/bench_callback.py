@@ -4,7 +4,9 @@ For each model, pairs of fits on digits (1×8×8, batch size 64, one-cycle at lr
 without the callback, one with `OrthCallback(layers=...)` for each `--layers` value, one after the other, `--reps` times.
 Each pair gives a ratio (with / without, whole fit, validation included), in wall-clock time and in this process's CPU time
 (with one thread, the work itself: a wait for a busy core does not count); printed: the median ratio as the percentage
-the callback adds, its spread (min to max over the pairs), and a warning when the spread is too wide to read.
+the callback adds, its spread (min to max over the pairs), and a warning when the spread is too wide to read. A third
+figure, 'inside', does not compare two fits: it is the time spent inside the projection calls of the fit with the
+callback, over the rest of that same fit, so a machine whose speed drifts between fits disturbs it least.
 Not a test: the numbers depend on the machine and its load; the pairs alternate, so slow drift hits both sides alike.
 
 Run: python bench/bench_callback.py [--threads 1] [--reps 5] [--models small] [--epochs 4] [--layers pointwise all]
@@ -19,34 +21,47 @@ from fastai.learner import Learner
 from fastai.callback.schedule import fit_one_cycle   # patches Learner.fit_one_cycle
 from fastai.torch_core import set_seed
 from svd_bn import OrthCallback
+from svd_bn.orth import Orthogonalizer
 from svd_bn.data import get_dls
 from svd_bn.models import small, large
 
+class Inside:
+    "Adds up the wall-clock seconds spent inside `Orthogonalizer.__call__` (the projection after each step) while active."
+    def __enter__(self):
+        self.s, self.old = 0., Orthogonalizer.__call__
+        def timed(o):
+            t = time.perf_counter()
+            try: return self.old(o)
+            finally: self.s += time.perf_counter() - t
+        Orthogonalizer.__call__ = timed; return self
+    def __exit__(self, *a): Orthogonalizer.__call__ = self.old
+
 def fit_time(dls, mk, cbs, epochs):
-    "Wall-clock and CPU seconds of one fit of `mk(c_in=1)` on `dls` (CPU seconds of this process: the work itself, not the wait for a core)."
+    "Wall-clock and CPU seconds of one fit of `mk(c_in=1)` on `dls` (CPU seconds of this process: the work itself, not the wait for a core), and the seconds inside the projection."
     set_seed(0, reproducible=True)
     learn = Learner(dls, mk(c_in=1), loss_func=nn.CrossEntropyLoss(), cbs=cbs)
     t, c = time.perf_counter(), time.process_time()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, 1e-2)
-    return time.perf_counter() - t, time.process_time() - c
+    with learn.no_bar(), learn.no_logging(), Inside() as inside: learn.fit_one_cycle(epochs, 1e-2)
+    return time.perf_counter() - t, time.process_time() - c, inside.s
 
 def bench(dls, name, reps, epochs, layers):
     mk = dict(small=small, large=large)[name]
     fit_time(dls, mk, [], 1)   # warm-up
-    res = {l: ([], []) for l in layers}
+    res = {l: ([], [], []) for l in layers}
     base = []
     for _ in range(reps):
         b = fit_time(dls, mk, [], epochs); base.append(b)
         for l in layers:
             t = fit_time(dls, mk, [OrthCallback(layers=l)], epochs)
             for i in (0, 1): res[l][i].append(t[i] / b[i])
+            res[l][2].append(1 + t[2] / (t[0] - t[2]))   # the projection's own time over the rest of the same fit
     print(f"\n{name}, digits, {epochs} epoch{'s' * (epochs != 1)}: without the callback {statistics.median(b[0] for b in base):.1f} s per fit "
           f"({statistics.median(b[1] for b in base):.1f} CPU s), median of {reps} pairs")
     for l, rss in res.items():
-        for what, rs in zip(('wall-clock', 'CPU time'), rss):
+        for what, rs in zip(('wall-clock', 'CPU time', 'inside'), rss):
             med, lo, hi = statistics.median(rs), min(rs), max(rs)
             warn = '  [spread too wide to read: rerun on an idle machine]' if hi - lo > 0.1 else ''
-            print(f"  {f'OrthCallback(layers={l!r})':34s} adds {100*(med-1):+5.1f}% {what:10s} (pairs from {100*(lo-1):+.1f}% to {100*(hi-1):+.1f}%){warn}")
+            print(f"  {f'OrthCallback(layers={l!r})':34s} adds {100*(med-1):+5.1f}% {what:10s} ({'fits' if what == 'inside' else 'pairs'} from {100*(lo-1):+.1f}% to {100*(hi-1):+.1f}%){warn}")
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

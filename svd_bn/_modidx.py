@@ -148,6 +148,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'svd_bn.fast_polar._worst': ('nbs/fast_polar.html#_worst', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar.gram_residual': ('nbs/fast_polar.html#gram_residual', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar.newton_step': ('nbs/fast_polar.html#newton_step', 'svd_bn/fast_polar.py'),
+                                   'svd_bn.fast_polar.planned_products': ('nbs/fast_polar.html#planned_products', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar.polar': ('nbs/fast_polar.html#polar', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar.polar_batches': ('nbs/fast_polar.html#polar_batches', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar.polar_steps': ('nbs/fast_polar.html#polar_steps', 'svd_bn/fast_polar.py'),

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['gram_residual', 'newton_step', 'NonFinite', 'run_steps', 'polar_steps', 'polar', 'polar_batches', 'two_products']
+__all__ = ['gram_residual', 'newton_step', 'NonFinite', 'run_steps', 'polar_steps', 'polar', 'polar_batches', 'two_products',
+           'planned_products']
 
 # %% ../nbs/02a_fast_polar.ipynb #7783b25a
 def _records_grad(*ts) -> bool:
@@ -335,7 +336,7 @@ def _packed_steps(
     else: return None
     if log is not None: log += [('newton', tuple(degrees))] * len(xs)
     out = [x[a:a + len(t), :t.shape[-2], :t.shape[-1]] for t, a in zip(ts, itertools.accumulate([0] + sizes))]
-    return [o if t is xi else o.mT for o, t, xi in zip(out, ts, xs)]
+    return [o if t is xi else o.mT.contiguous() for o, t, xi in zip(out, ts, xs)]   # contiguous: the row rule and the write-back read rows
 
 # %% ../nbs/02a_fast_polar.ipynb #97a5c04d
 def _run(gens:list, idx:list) -> list:
@@ -346,17 +347,19 @@ def _run(gens:list, idx:list) -> list:
 def polar_batches(
     xs:list,            # batches of matrices, (B, m, n) each
     method:str='auto',  # 'svd', 'newton' or 'auto'
-    log:list|None=None, # passed to `polar_steps`
+    log:list|None=None, # gets one `(how, degrees)` per batch, in the order of `xs`
 ) -> list:
     "The polar factor of every batch in `xs`, their host reads shared: one transfer per round for all of them; small batches packed into one."
-    packs = _packs(xs) if method != 'svd' else []
+    packs, logs = _packs(xs) if method != 'svd' else (), [[] for _ in xs]
     rest = sorted(set(range(len(xs))) - {i for p in packs for i in p})
-    res, out = _run([polar_steps(xs[i], method, log) for i in rest] + [_packed_steps([xs[i] for i in p], method, log) for p in packs], rest), [None] * len(xs)
+    plogs = [[] for _ in packs]
+    res, out = _run([polar_steps(xs[i], method, logs[i]) for i in rest] + [_packed_steps([xs[i] for i in p], method, l) for p, l in zip(packs, plogs)], rest), [None] * len(xs)
     for i, q in zip(rest, res): out[i] = q
+    for p, qs, l in zip(packs, res[len(rest):], plogs):
+        for i, q, e in zip(p, qs or [], l): out[i], logs[i] = q, [e]
     redo = [i for p, qs in zip(packs, res[len(rest):]) if qs is None for i in p]
-    for p, qs in zip(packs, res[len(rest):]):
-        for i, q in zip(p, qs or []): out[i] = q
-    for i, q in zip(redo, _run([polar_steps(xs[i], method, log) for i in redo], redo) if redo else []): out[i] = q
+    for i, q in zip(redo, _run([polar_steps(xs[i], method, logs[i]) for i in redo], redo) if redo else []): out[i] = q
+    if log is not None: log += [e for l in logs for e in l]
     return out
 
 # %% ../nbs/02a_fast_polar.ipynb #f1a0b2c3
@@ -367,3 +370,18 @@ def two_products(
     for x in xs:
         if x.shape[-2] <= x.shape[-1]: (x @ x.mT) @ x
         else: x @ (x.mT @ x)
+
+# %% ../nbs/02a_fast_polar.ipynb #a8b9c0d1
+def planned_products(
+    xs:list,  # batches of matrices, (B, m, n) each
+    log:list, # what `polar_batches(xs, log=log)` did: one `(how, degrees)` per batch
+) -> float:
+    "The k²·n products the Newton plans in `log` ask for, over the floor's two per matrix: what the arithmetic alone costs, on any machine; NaN when a batch took the SVD."
+    spent = floor = 0.
+    for x, (how, degrees) in zip(xs, log):
+        k, n = sorted(x.shape[-2:]); unit = len(x) * k * k * n
+        floor += 2 * unit
+        if how == 'svd': return math.nan
+        for j, d in enumerate(degrees):   # Gram and update, E² (always before the first read), the polynomial's products
+            spent += unit * (2 + k / n * ((j == 0 or d > 1) + _ps_split(d, True)[0]))
+    return spent / floor

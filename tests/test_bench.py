@@ -11,8 +11,8 @@ def run(*args):
 def test_bench_orth_prints_ratios_over_the_floor():
     out = run('bench/bench_orth.py', '--models', 'small', '--reps', '1')
     assert 'floor' in out and 'Orthogonalizer (kept)' in out and 'per-layer SVD loop' in out
-    assert 'host read' in out and 'within 1e-5' in out
+    assert 'host read' in out and 'within 1e-5' in out and 'products the plans ask for' in out
 
 def test_bench_callback_prints_what_the_callback_adds():
     out = run('bench/bench_callback.py', '--reps', '1', '--epochs', '1', '--layers', 'pointwise')
-    assert "OrthCallback(layers='pointwise')" in out and 'adds' in out and 'CPU time' in out
+    assert "OrthCallback(layers='pointwise')" in out and 'adds' in out and 'CPU time' in out and 'inside' in out
