@@ -199,6 +199,7 @@ def _worst(v:list) -> float:
     return math.nan if any(map(math.isnan, v)) else max(v)
 
 _basin, _auto_cap, _newton_cap = 1.5, 8, 100  # `auto` uses Newton below residual `_basin`, with at most `_auto_cap` steps
+_reread = 0.5   # after a step from a bound this high (far, not the steady path), the residual is read again rather than bounded
 
 # %% ../nbs/02a_fast_polar.ipynb #8b50f2a3
 def _check_finite(x):
@@ -260,13 +261,15 @@ def _newton_steps(x0, s, e, e2, fro, r, cap, log):
             r = _worst((yield torch.linalg.matrix_norm(e)))
             if r >= 1 and r > 0.999 * fro: break  # stalled: a singular value at (or near) 0 barely moves
             fro = r; continue
-        d, finishes = _next_degree(r, kn, target, e2 is not None)   # below 1 the bound plans every step: no more reads
+        d, finishes = _next_degree(r, kn, target, e2 is not None)   # below `_reread` the bound plans every step: no more reads
         if d > 1 and e2 is None: e2 = _sym_mm(e, e)
         x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
+        far = r >= _reread
         r, e, e2 = _step_error(d, r), gram_residual(x), None
+        if far: fro = _worst((yield torch.linalg.matrix_norm(e))); r = min(r, fro)   # from far, a read beats the bound by steps
     if log is not None: log.append(('svd', tuple(degrees)))
     return _polar_svd(x0)  # the input's own SVD, so a rank-deficient matrix gets the same completion by every method
 
@@ -324,7 +327,7 @@ def _packed_steps(
     v, B = (yield torch.cat([tr, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])), len(pack)
     if not all(map(math.isfinite, v)) or min(v[:B]) == 0: return None
     fro, r = _worst(v[B:2 * B]), min(_worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5)
-    if r >= 1 or not fro < (_basin if method == 'auto' else math.inf): return None
+    if r >= _reread or not fro < (_basin if method == 'auto' else math.inf): return None
     x, s, degrees = pack, c.sqrt(), []
     while len(degrees) < _auto_cap:   # planned from the bound, as `_newton_steps` below 1: no more reads
         d, finishes = _next_degree(r, k / n, _target(pack.dtype), e2 is not None)
