@@ -545,3 +545,13 @@ def test_kept_plan_follows_every_change():
     assert not moved(1)                                                 # a new parameter, far from orthogonal: projected
     parametrize.register_parametrization(net[2], 'weight', nn.Identity()); nudge(); o()
     assert o.skipped() == ['', '', 'parametrized'] and o.error() < 1e-5
+
+def test_non_finite_on_the_steady_path_raises_before_any_write():
+    "After a first projection the small shapes go in one pack; a NaN in one of them is still named, and no weight moves."
+    torch.manual_seed(0)
+    net = orthogonalize_(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 16), nn.Linear(16, 12), nn.Linear(12, 300)), 'all')
+    with torch.no_grad(): assert fp._packs([x for x, _ in Orthogonalizer(net, 'all')._batches()])   # the small ones are packed
+    with torch.no_grad(): net[2].weight[1, 1] = float('nan')
+    snap = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match=r"non-finite value in layer '2' \(Linear\)"): orthogonalize_(net, 'all')
+    for k, v in net.state_dict().items(): assert torch.equal(v.nan_to_num(), snap[k].nan_to_num())
