@@ -301,9 +301,9 @@ def _pack_plan(
 def _packs(
     xs:list, # batches of matrices, (B, m, n) each
 ) -> tuple:
-    "`_pack_plan` for `xs`: the small batches (both sides ≥ 2, at most `_pack_max` entries a matrix, no gradient recorded) go in packs."
+    "`_pack_plan` for `xs`: the small real batches (both sides ≥ 2, at most `_pack_max` entries a matrix, no gradient recorded) go in packs."
     return _pack_plan(tuple((*x.shape[-2:], len(x), x.dtype, x.device) if min(x.shape[-2:]) > 1 and x.shape[-2] * x.shape[-1] <= _pack_max
-                            and not _records_grad(x) else None for x in xs))
+                            and not x.is_complex() and not _records_grad(x) else None for x in xs))
 
 # %% ../nbs/02a_fast_polar.ipynb #b7c1d2e3
 def _packed_steps(

@@ -555,3 +555,12 @@ def test_non_finite_on_the_steady_path_raises_before_any_write():
     snap = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ValueError, match=r"non-finite value in layer '2' \(Linear\)"): orthogonalize_(net, 'all')
     for k, v in net.state_dict().items(): assert torch.equal(v.nan_to_num(), snap[k].nan_to_num())
+
+def test_packs_are_real_and_exact():
+    "Small real batches of one dtype are packed and match the SVD; complex ones and a second dtype are not mixed in."
+    torch.manual_seed(0)
+    near = lambda *s, dt=torch.float32: (lambda q: q + 1e-3 * torch.randn_like(q))(polar_svd(torch.randn(*s, dtype=dt)))
+    xs = [near(2, 6, 10), near(1, 12, 5), near(3, 8, 8, dt=torch.float64), near(2, 6, 10, dt=torch.complex128), near(1, 7, 9)]
+    packs = fp._packs(xs)
+    assert [sorted(p) for p in packs] == [[0, 1, 4]]
+    for q, x in zip(fp.polar_batches(xs), xs): assert (q - polar_svd(x.to(q.dtype))).abs().max() <= 1e-5
