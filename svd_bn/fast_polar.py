@@ -329,7 +329,7 @@ def _packed_steps(
     fro, r = _worst(v[B:2 * B]), min(_worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5)
     if r >= _reread or not fro < (_basin if method == 'auto' else math.inf): return None
     x, s, degrees = pack, c.sqrt(), []
-    while len(degrees) < _auto_cap:   # planned from the bound, as `_newton_steps` below 1: no more reads
+    while len(degrees) < _auto_cap:   # planned from the bound, as `_newton_steps` does below `_reread`: no more reads
         d, finishes = _next_degree(r, k / n, _target(pack.dtype), e2 is not None)
         if d > 1 and e2 is None: e2 = _sym_mm(e, e)
         x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
