@@ -215,6 +215,20 @@ def _polar_svd(x:torch.Tensor) -> torch.Tensor:
     return u @ vh
 
 # %% ../nbs/02a_fast_polar.ipynb #aee3bc03
+def _scaled_residual(
+    x:torch.Tensor,                # a batch of matrices, (B, m, n)
+    rows,                          # k, or a tensor of each matrix's rows when `x` is a zero-padded pack
+    live:torch.Tensor|None=None,   # (B, k): 1 on the rows a matrix has, 0 on its padding; None: every row
+) -> tuple:
+    "`(t, c, e, e2, v)`: ‖x‖_F² from the Gram's trace, the scale `c` to unit mean σ², `E` of `x·√c`, `E²`, and the norms to read, in one tensor."
+    g = _gram(x)
+    t = g.diagonal(dim1=-2, dim2=-1).sum(-1).real             # ‖x‖_F² per matrix: x·√c has unit mean σ²
+    c = rows / t.clamp_min(torch.finfo(t.dtype).tiny)           # a zero matrix stays zero (no 0·∞)
+    e = g * c[:, None, None] if _records_grad(g) else g.mul_(c[:, None, None])
+    e.diagonal(dim1=-2, dim2=-1).sub_(1 if live is None else live)   # padding rows: E = 0, so p(E) = I keeps them zero
+    e2 = _sym_mm(e, e)   # for the tighter bound ‖E²‖_F^½, read with the rest; a step of degree ≥ 2 needs it anyway
+    return t, c, e, e2, torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])
+
 def polar_steps(
     x:torch.Tensor,     # a batch of matrices, (B, m, n), float32 or float64
     method:str='auto',  # 'svd', 'newton' or 'auto'
@@ -231,13 +245,8 @@ def polar_steps(
             return _polar_svd(x)
         if log is not None: log.append(('newton', ()))
         return x / nrm[:, None, None]
-    g = _gram(x)
-    t = g.diagonal(dim1=-2, dim2=-1).sum(-1).real             # ‖x‖_F² per matrix: x·√c has unit mean σ²
-    c = k / t.clamp_min(torch.finfo(t.dtype).tiny)              # a zero matrix stays zero (no 0·∞)
-    e = g * c[:, None, None] if _records_grad(g) else g.mul_(c[:, None, None])
-    e.diagonal(dim1=-2, dim2=-1).sub_(1)
-    e2 = _sym_mm(e, e)   # for the tighter bound ‖E²‖_F^½, read with the rest; a step of degree ≥ 2 needs it anyway
-    v = yield torch.cat([t, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])
+    _, c, e, e2, v = _scaled_residual(x, k)
+    v = yield v
     if not all(map(math.isfinite, v[:B])): return (yield from polar_steps(_check_finite(x), method, log))
     fro, rho = _worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5   # ‖E‖_F, and the tighter ‖E²‖_F^½
     if min(v[:B]) == 0 or not fro < (_basin if method == 'auto' else math.inf):  # no Newton step moves a zero matrix
@@ -246,6 +255,15 @@ def polar_steps(
     return (yield from _newton_steps(x, c.sqrt(), e, e2, fro, min(fro, rho), _auto_cap if method == 'auto' else _newton_cap, log))
 
 # %% ../nbs/02a_fast_polar.ipynb #a904dc61
+def _planned_step(x, s, e, e2, r, kn, target, live=None) -> tuple:
+    "One step chosen by `_next_degree` from the bound `r` < 1: `(x, degree, finishes, e, r)`, the last two the new residual and its bound (from `_step_error`) when it does not finish."
+    d, finishes = _next_degree(r, kn, target, e2 is not None)
+    if d > 1 and e2 is None: e2 = _sym_mm(e, e)
+    x = newton_step(x, e, d, e2, s)
+    if finishes: return x, d, True, None, 0.
+    e = _gram(x); e.diagonal(dim1=-2, dim2=-1).sub_(1 if live is None else live)   # `gram_residual`, padding rows kept at 0
+    return x, d, False, e, _step_error(d, r)
+
 def _newton_steps(x0, s, e, e2, fro, r, cap, log):
     "Generator: Newton–Schulz steps from `x0·s` (residual `e`, ‖e‖_F = `fro`, every |σ² − 1| ≤ `r`) until one finishes; else the SVD of `x0`."
     x, kn, target, degrees = x0, min(x0.shape[-2:]) / max(x0.shape[-2:]), _target(x0.dtype), []
@@ -261,15 +279,12 @@ def _newton_steps(x0, s, e, e2, fro, r, cap, log):
             r = _worst((yield torch.linalg.matrix_norm(e)))
             if r >= 1 and r > 0.999 * fro: break  # stalled: a singular value at (or near) 0 barely moves
             fro = r; continue
-        d, finishes = _next_degree(r, kn, target, e2 is not None)   # below `_reread` the bound plans every step: no more reads
-        if d > 1 and e2 is None: e2 = _sym_mm(e, e)
-        x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
+        x, d, finishes, e, r_next = _planned_step(x, s, e, e2, r, kn, target); s, e2 = None, None; degrees.append(d)
         if finishes:
             if log is not None: log.append(('newton', tuple(degrees)))
             return x
-        far = r >= _reread
-        r, e, e2 = _step_error(d, r), gram_residual(x), None
-        if far: fro = _worst((yield torch.linalg.matrix_norm(e))); r = min(r, fro)   # from far, a read beats the bound by steps
+        if r >= _reread: fro = _worst((yield torch.linalg.matrix_norm(e))); r_next = min(r_next, fro)   # from far, a read beats the bound by steps
+        r = r_next   # below `_reread` the bound plans every step: no more reads
     if log is not None: log.append(('svd', tuple(degrees)))
     return _polar_svd(x0)  # the input's own SVD, so a rank-deficient matrix gets the same completion by every method
 
@@ -317,25 +332,16 @@ def _packed_steps(
     pack = xs[0].new_zeros(sum(sizes), k, n)
     for t, a in zip(ts, itertools.accumulate([0] + sizes)): pack[a:a + len(t), :t.shape[-2], :t.shape[-1]] = t
     ks = torch.tensor([t.shape[-2] for t in ts for _ in range(len(t))], dtype=pack.dtype, device=pack.device)   # rows of each matrix
-    g = _gram(pack)
-    tr = g.diagonal(dim1=-2, dim2=-1).sum(-1)                                     # ‖x‖_F² per matrix
-    c = ks / tr.clamp_min(torch.finfo(tr.dtype).tiny)
-    e = g.mul_(c[:, None, None])                                                 # no gradient is recorded here
-    live = (torch.arange(k, device=pack.device) < ks[:, None]).to(e.dtype)       # 1 on the rows a matrix has, 0 on its padding
-    e.diagonal(dim1=-2, dim2=-1).sub_(live)                                       # padding rows: E = 0, so p(E) = I keeps them zero
-    e2 = _sym_mm(e, e)
-    v, B = (yield torch.cat([tr, torch.linalg.matrix_norm(e), torch.linalg.matrix_norm(e2)])), len(pack)
+    live = (torch.arange(k, device=pack.device) < ks[:, None]).to(pack.dtype)    # 1 on the rows a matrix has, 0 on its padding
+    _, c, e, e2, v = _scaled_residual(pack, ks, live)
+    v, B = (yield v), len(pack)
     if not all(map(math.isfinite, v)) or min(v[:B]) == 0: return None
     fro, r = _worst(v[B:2 * B]), min(_worst(v[B:2 * B]), _worst(v[2 * B:]) ** 0.5)
     if r >= _reread or not fro < (_basin if method == 'auto' else math.inf): return None
     x, s, degrees = pack, c.sqrt(), []
     while len(degrees) < _auto_cap:   # planned from the bound, as `_newton_steps` does below `_reread`: no more reads
-        d, finishes = _next_degree(r, k / n, _target(pack.dtype), e2 is not None)
-        if d > 1 and e2 is None: e2 = _sym_mm(e, e)
-        x, s = newton_step(x, e, d, e2, s), None; degrees.append(d)
+        x, d, finishes, e, r = _planned_step(x, s, e, e2, r, k / n, _target(pack.dtype), live); s, e2 = None, None; degrees.append(d)
         if finishes: break
-        r, e, e2 = _step_error(d, r), _gram(x), None
-        e.diagonal(dim1=-2, dim2=-1).sub_(live)
     else: return None
     if log is not None: log += [('newton', tuple(degrees))] * len(xs)
     out = [x[a:a + len(t), :t.shape[-2], :t.shape[-1]] for t, a in zip(ts, itertools.accumulate([0] + sizes))]
