@@ -133,6 +133,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'svd_bn.fast_polar._newton_steps': ('nbs/fast_polar.html#_newton_steps', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._next_degree': ('nbs/fast_polar.html#_next_degree', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._pack_plan': ('nbs/fast_polar.html#_pack_plan', 'svd_bn/fast_polar.py'),
+                                   'svd_bn.fast_polar._pack_rows': ('nbs/fast_polar.html#_pack_rows', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._packed_steps': ('nbs/fast_polar.html#_packed_steps', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._packs': ('nbs/fast_polar.html#_packs', 'svd_bn/fast_polar.py'),
                                    'svd_bn.fast_polar._planned_step': ('nbs/fast_polar.html#_planned_step', 'svd_bn/fast_polar.py'),
