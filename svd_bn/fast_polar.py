@@ -339,8 +339,8 @@ def _packed_steps(
     "Generator: the polar factors of `xs` as one zero-padded batch, by steps planned from one read; returns their list, or None when a matrix is far, zero or not finite (each batch then goes its own way)."
     ts = [x if x.shape[-2] <= x.shape[-1] else x.mT for x in xs]                   # each k×n, k ≤ n
     k, n, sizes = max(t.shape[-2] for t in ts), max(t.shape[-1] for t in ts), [t.shape[0] for t in ts]   # `shape`, not `len`: a Python call
-    pack = xs[0].new_zeros(sum(sizes), k, n)
-    for t, a, b in zip(ts, itertools.accumulate([0] + sizes), sizes): pack[a:a + b, :t.shape[-2], :t.shape[-1]] = t
+    pack, starts = xs[0].new_zeros(sum(sizes), k, n), list(itertools.accumulate([0] + sizes))   # each batch's first matrix in the pack
+    for t, a, b in zip(ts, starts, sizes): pack[a:a + b, :t.shape[-2], :t.shape[-1]] = t
     ks, live = _pack_rows(tuple(t.shape[-2] for t, b in zip(ts, sizes) for _ in range(b)), k, pack.dtype, pack.device)
     _, c, e, e2, v = _scaled_residual(pack, ks, live)
     v, B = (yield v), pack.shape[0]
@@ -353,7 +353,7 @@ def _packed_steps(
         if finishes: break
     else: return None
     if log is not None: log += [('newton', tuple(degrees))] * len(xs)
-    out = [x[a:a + b, :t.shape[-2], :t.shape[-1]] for t, a, b in zip(ts, itertools.accumulate([0] + sizes), sizes)]
+    out = [x[a:a + b, :t.shape[-2], :t.shape[-1]] for t, a, b in zip(ts, starts, sizes)]
     return [o if t is xi else o.mT.contiguous() for o, t, xi in zip(out, ts, xs)]   # contiguous: the row rule and the write-back read rows
 
 # %% ../nbs/02a_fast_polar.ipynb #97a5c04d
