@@ -10,8 +10,9 @@ within each repetition, on the same stepped weights:
   - the per-layer SVD loop (what the write-up and torchogonal do), unless --no-svd.
 Printed: each one's time over the floor, the median over the repetitions with its spread (min to max), a warning when
 the spread is too wide to read, the products the plans ask for over the floor (`planned_products`: the arithmetic alone,
-the same on any machine) and the kept call's rest over it (kept − planned: calls, copies, small products), the host reads (GPU → CPU transfers of residual norms) per kept call, the Newton degrees
-taken, and the largest deviation from a float64 SVD reference of the rule (the bar: 1e-5).
+the same on any machine) and the kept call's rest over it (kept − planned: calls, copies, small products), the host
+reads (GPU → CPU transfers of residual norms) per kept call, the Newton degrees taken, and the largest deviation from a
+float64 SVD reference of the rule (the bar: 1e-5).
 With --hook, also: what `register_orth_hook(layers='all')` adds to a real SGD step of resnet18, over the floor.
 
 Models: torchvision's resnet18 and mobilenet_v2 (weights=None, 64×64 images, 1000 classes) and the course's `small` and

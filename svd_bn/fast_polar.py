@@ -28,8 +28,9 @@ def _mm(
 ) -> torch.Tensor:
     "`a @ b`, or `c + alpha·a @ b`, in one (batched) call, written into `out` when given."
     kw = {} if out is None else {'out': out}
-    if c is None: return torch.bmm(a, b, **kw) if a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0] and out is None else torch.matmul(a, b, **kw)  # bmm: 4 calls fewer than matmul's expand and views
-    return (torch.baddbmm if a.ndim == 3 else torch.addmm)(c, a, b, alpha=alpha, **kw)
+    if c is not None: return (torch.baddbmm if a.ndim == 3 else torch.addmm)(c, a, b, alpha=alpha, **kw)
+    if out is None and a.ndim == b.ndim == 3 and a.shape[0] == b.shape[0]: return torch.bmm(a, b)   # 4 calls fewer than matmul's expand and views
+    return torch.matmul(a, b, **kw)
 
 # %% ../nbs/02a_fast_polar.ipynb #20af495d
 def _staircase(k:int, p:int, device) -> bool:
@@ -59,11 +60,12 @@ def _gram(
     return _sym_mm(x, x.mH) if x.shape[-2] <= x.shape[-1] else _sym_mm(x.mH, x)
 
 def gram_residual(
-    x:torch.Tensor, # a batch of matrices, (..., m, n)
+    x:torch.Tensor,              # a batch of matrices, (..., m, n)
+    live:torch.Tensor|None=None, # (B, k): 1 on the rows a matrix has, 0 on the padding of a pack, where the residual stays 0; None: every row
 ) -> torch.Tensor:
     "The Gram matrix of `x` on its smaller side minus the identity: `x xᴴ − I` when m ≤ n, else `xᴴ x − I`."
     g = _gram(x)
-    g.diagonal(dim1=-2, dim2=-1).sub_(1)
+    g.diagonal(dim1=-2, dim2=-1).sub_(1 if live is None else live)
     return g
 
 # %% ../nbs/02a_fast_polar.ipynb #5c00dcdd
@@ -261,7 +263,7 @@ def _planned_step(x, s, e, e2, r, kn, target, live=None) -> tuple:
     if d > 1 and e2 is None: e2 = _sym_mm(e, e)
     x = newton_step(x, e, d, e2, s)
     if finishes: return x, d, True, None, 0.
-    e = _gram(x); e.diagonal(dim1=-2, dim2=-1).sub_(1 if live is None else live)   # `gram_residual`, padding rows kept at 0
+    e = gram_residual(x, live)
     return x, d, False, e, _step_error(d, r)
 
 def _newton_steps(x0, s, e, e2, fro, r, cap, log):
