@@ -11,7 +11,7 @@ def run(*args):
 def test_bench_orth_prints_ratios_over_the_floor():
     out = run('bench/bench_orth.py', '--models', 'small', '--reps', '1')
     assert 'floor' in out and 'Orthogonalizer (kept)' in out and 'per-layer SVD loop' in out
-    assert 'host read' in out and 'within 1e-5' in out and 'products the plans ask for' in out and "the kept call's rest over it" in out
+    assert 'host read' in out and 'within 1e-5' in out and 'products the plans ask for' in out and 'bare products' in out and "the kept call's rest over them" in out
 
 def test_bench_callback_prints_what_the_callback_adds():
     out = run('bench/bench_callback.py', '--reps', '1', '--epochs', '1', '--layers', 'pointwise')
