@@ -12,9 +12,11 @@ from the spectrum of G: after the step, every σ of X must satisfy |σ² − 1| 
   - a degree d needs at least ⌈log2 d⌉ k×k products (each product at most doubles the degree), each k/n of a product
     with X; a plan of two or more steps pays at least two Grams and two updates, twice the floor.
 So no plan of this family costs less than min(2 + ⌈log2 d⌉·k/n, 4) products with X per matrix, against the floor's 2.
-Printed per model: that least cost over the floor, beside what the library's plans ask for (`planned_products`),
-and the batches that cost most over their floor. Counts, not times: the same on any machine. bench/bench_orth.py
-measures what those products take here (its 'bare products').
+Every product but the update is symmetric (G, and polynomials in G), so a kernel that computes only half of each
+(BLAS's syrk; torch has none, and `_sym_mm`'s staircase of four blocks saves at best an eighth here) would pay half
+for them: min(1.5 + ⌈log2 d⌉·k/n/2, 3). Printed per model: both least costs over the floor, beside what the
+library's plans ask for (`planned_products`), and the batches that cost most over their floor. Counts, not times:
+the same on any machine. bench/bench_orth.py measures what the products take here (its 'bare products').
 
 Run: python bench/least_products.py [--models small large resnet18 mobilenet_v2] [--target 3e-6] [--lr 0.01] [--top 3]
 Under a minute on a 2-core CPU.
@@ -49,15 +51,16 @@ def least_degree(g, target, max_degree=16):
     return math.inf
 
 def least_cost(x, target):
-    "Per matrix of the batch `x`, (least products with X of any plan, degree of one step); the floor is 2 per matrix."
+    "Per matrix of the batch `x`: (least products with X of any plan, the same with symmetric products at half, least degree of one step); the floor is 2."
     k, n = sorted(x.shape[-2:])
-    if k == 1: return [(2., 0)] * x.shape[0]   # a row over its norm: a product's worth to read it, one to write it
+    if k == 1: return [(2., 2., 0)] * x.shape[0]   # a row over its norm: a product's worth to read it, one to write it
     out = []
     for m in x.double():
         g = torch.linalg.eigvalsh(m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m).numpy()
-        if g.min() <= 0: out.append((2., math.nan)); continue   # rank-deficient: no Newton step completes it; count the floor
+        if g.min() <= 0: out.append((2., 2., math.nan)); continue   # rank-deficient: no Newton step completes it; count the floor
         d = least_degree(g, target)
-        out.append((min(2 + math.ceil(math.log2(d)) * k / n, 4.) if d >= 1 else 1., d))
+        kk = math.ceil(math.log2(d)) * k / n if d >= 1 else 0.   # k×k products, in products with X
+        out.append((min(2 + kk, 4.), min(1.5 + kk / 2, 3.), d) if d >= 1 else (1., .5, d))   # degree 0: G, then X scaled
     return out
 
 def report(name, lr, target, top):
@@ -75,10 +78,11 @@ def report(name, lr, target, top):
         k, n = sorted(xb.shape[-2:])
         unit = k * k * n   # one product with X, in multiply-adds
         costs = least_cost(xb, target)
-        rows.append((tuple(xb.shape), unit * sum(c for c, _ in costs), unit * 2 * len(costs), [d for _, d in costs], degs))
-    least, floor = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"\n{name}: {len(xs)} batches; least products of any plan {least / floor:.2f}x the floor; the library's plans ask for {planned:.2f}x")
-    for shape, c, f, ds, degs in sorted(rows, key=lambda r: r[2] - r[1])[:top]:   # most over their floor, in products
+        rows.append((tuple(xb.shape), unit * sum(c[0] for c in costs), unit * 2 * len(costs), [c[2] for c in costs], degs, unit * sum(c[1] for c in costs)))
+    least, floor, half = sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[5] for r in rows)
+    print(f"\n{name}: {len(xs)} batches; least products of any plan {least / floor:.2f}x the floor "
+          f"({half / floor:.2f}x with symmetric products at half); the library's plans ask for {planned:.2f}x")
+    for shape, c, f, ds, degs, _ in sorted(rows, key=lambda r: r[2] - r[1])[:top]:   # most over their floor, in products
         print(f"  {str(shape):16s} {f / floor:6.1%} of the floor; least {c / f:.2f}x its floor (least degree of one step "
               f"{min(ds)}–{max(ds)}); the library: degrees {degs}")
 

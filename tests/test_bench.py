@@ -31,4 +31,4 @@ def test_least_products_is_a_lower_bound():
     assert least_degree(g, 3e-6) == 2 and least_degree(np.linspace(0.95, 1.05, 2001), 3e-6) == 3
     assert best_error(np.array([0.5, 2.]), 1) == 0          # two points: a line through both
     out = run('bench/least_products.py', '--models', 'small')
-    assert 'least products of any plan' in out and "the library's plans ask for" in out
+    assert 'least products of any plan' in out and 'symmetric products at half' in out and "the library's plans ask for" in out
