@@ -8,7 +8,8 @@ from the spectrum of G: after the step, every σ of X must satisfy |σ² − 1| 
   - its Gram's eigenvalues g, in float64;
   - for d = 0, 1, 2 …, the least max |√g·p(g) − 1| over the eigenvalues, for any polynomial p of degree d (a linear
     program over those very points, so the bound holds even for a polynomial fitted to this matrix alone); the step then
-    leaves some |σ² − 1| ≥ η(2 − η), so the smallest d with η(2 − η) ≤ target is the least degree one step can use;
+    leaves some |σ² − 1| ≥ η(2 − η), or flips a direction (√g·p(g) < 0: no longer U Vᵀ), so the smallest d with
+    η(2 − η) ≤ target is the least degree one step can use;
   - a degree d needs at least ⌈log2 d⌉ k×k products (each product at most doubles the degree), each k/n of a product
     with X; a plan of two or more steps pays at least two Grams and two updates, twice the floor.
 So no plan of this family costs less than min(2 + ⌈log2 d⌉·k/n, 4) products with X per matrix, against the floor's 2.
