@@ -1,7 +1,8 @@
 """What does OrthCallback add to a fit? The same fastai fit with and without it, in interleaved pairs, in one process.
 
 For each model, pairs of fits on digits (1×8×8, batch size 64, one-cycle at lr 1e-2, seed 0, the same batches): one
-without the callback, one with `OrthCallback(layers=...)` for each `--layers` value, one after the other, `--reps` times.
+without the callback, one with `OrthCallback(layers=...)` for each `--layers` value, one after the other, `--reps` times,
+the plain fit first in every other pair and last in the rest.
 Each pair gives a ratio (with / without, whole fit, validation included), in wall-clock time and in this process's CPU time
 (with one thread, the work itself: a wait for a busy core does not count); printed: the median ratio as the percentage
 the callback adds, its spread (min to max over the pairs), and a warning when the spread is too wide to read. A third
@@ -49,10 +50,13 @@ def bench(dls, name, reps, epochs, layers):
     fit_time(dls, mk, [], 1)   # warm-up
     res = {l: ([], [], []) for l in layers}
     base = []
-    for _ in range(reps):
-        b = fit_time(dls, mk, [], epochs); base.append(b)
-        for l in layers:
-            t = fit_time(dls, mk, [OrthCallback(layers=l)], epochs)
+    for r in range(reps):
+        first = r % 2 == 0   # the plain fit first in even pairs, last in odd ones: a machine that slows (or speeds up) within a pair biases neither side
+        if first: b = fit_time(dls, mk, [], epochs)
+        ts = {l: fit_time(dls, mk, [OrthCallback(layers=l)], epochs) for l in layers}
+        if not first: b = fit_time(dls, mk, [], epochs)
+        base.append(b)
+        for l, t in ts.items():
             for i in (0, 1): res[l][i].append(t[i] / b[i])
             res[l][2].append(1 + t[2] / (t[0] - t[2]))   # the projection's own time over the rest of the same fit
     print(f"\n{name}, digits, {epochs} epoch{'s' * (epochs != 1)}: without the callback {statistics.median(b[0] for b in base):.1f} s per fit "
