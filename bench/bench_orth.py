@@ -102,21 +102,25 @@ def spread(rs):
     wide = (hi - lo) > 0.25 * med
     return f"{med:5.2f}x ({lo:.2f}–{hi:.2f}){'  [spread too wide to read: rerun on an idle machine]' if wide else ''}", wide
 
-def bench(name, reps, lr, svd):
+def stepped_model(name, lr):
+    "`(model, proj, projected)`: `name` built with seed 0 on `dev`, projected by the kept `Orthogonalizer(model, 'all')` `proj`, its state then, and one real SGD step at `lr` after."
     torch.manual_seed(0)
     model, size, classes = build(name)
     model = model.to(dev)
-    layers = select_layers(model, 'all')
     proj = Orthogonalizer(model, 'all'); proj()
     projected = {k: v.clone() for k, v in model.state_dict().items()}
-    x, y = batch(size, classes)
-    sgd_step_(model, lr, x, y)
+    sgd_step_(model, lr, *batch(size, classes))
+    return model, proj, projected
+
+def bench(name, reps, lr, svd):
+    model, proj, projected = stepped_model(name, lr)
+    layers = select_layers(model, 'all')
     stepped = {k: v.clone() for k, v in model.state_dict().items()}
     rel = torch.tensor([((m.weight - projected[f'{n}.weight']).norm() / projected[f'{n}.weight'].norm()).item() for n, m in layers])
     refs = [rule(m.weight, getattr(m, 'groups', 1), torch.float64) for _, m in layers]
     restore = lambda: model.load_state_dict(stepped)
-    restore()
     with Products() as rec: proj()
+    restore()
     fs = {'floor': None, 'Orthogonalizer (kept)': proj, 'orthogonalize_ (fresh)': lambda: orthogonalize_(model, 'all'),
           'bare products': bare(rec.calls)}
     if svd: fs['per-layer SVD loop'] = lambda: svd_loop_(model)

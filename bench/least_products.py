@@ -25,9 +25,8 @@ Under a minute on a 2-core CPU.
 import argparse, math
 import numpy as np, torch
 from scipy.optimize import linprog
-from bench_orth import build, batch, sgd_step_   # the same models, batch and step as the benchmark
+from bench_orth import stepped_model   # the same models, seed and step as the benchmark
 import svd_bn.fast_polar as fp
-from svd_bn.orth import Orthogonalizer
 
 def best_error(g, d):
     "The least max |√g·p(g) − 1| over the points `g` (eigenvalues of a Gram matrix, all > 0), for any polynomial `p` of degree `d`."
@@ -65,25 +64,21 @@ def least_cost(x, target):
     return out
 
 def report(name, lr, target, top):
-    torch.manual_seed(0)
-    model, size, classes = build(name)
-    proj = Orthogonalizer(model, 'all'); proj()
-    x, y = batch(size, classes)
-    sgd_step_(model.to(x.device), lr, x, y)
+    _, proj, _ = stepped_model(name, lr)
     with torch.no_grad():
         xs = [b.cpu().clone() for b, _ in proj._batches()]   # the stepped weights, before the call below projects them
         proj()   # the library's plans for the same weights, for `planned_products`
     planned = fp.planned_products(xs, proj.log)
-    rows = []
+    rows = []   # per batch: shape, floor, least, least with symmetric products at half (in multiply-adds), least degrees, the library's degrees
     for xb, (how, degs) in zip(xs, proj.log):
         k, n = sorted(xb.shape[-2:])
         unit = k * k * n   # one product with X, in multiply-adds
-        costs = least_cost(xb, target)
-        rows.append((tuple(xb.shape), unit * sum(c[0] for c in costs), unit * 2 * len(costs), [c[2] for c in costs], degs, unit * sum(c[1] for c in costs)))
-    least, floor, half = sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[5] for r in rows)
+        least, half, ds = zip(*least_cost(xb, target))
+        rows.append((tuple(xb.shape), unit * 2 * len(ds), unit * sum(least), unit * sum(half), ds, degs))
+    floor, least, half = (sum(r[i] for r in rows) for i in (1, 2, 3))
     print(f"\n{name}: {len(xs)} batches; least products of any plan {least / floor:.2f}x the floor "
           f"({half / floor:.2f}x with symmetric products at half); the library's plans ask for {planned:.2f}x")
-    for shape, c, f, ds, degs, _ in sorted(rows, key=lambda r: r[2] - r[1])[:top]:   # most over their floor, in products
+    for shape, f, c, _, ds, degs in sorted(rows, key=lambda r: r[1] - r[2])[:top]:   # most over their floor, in products
         print(f"  {str(shape):16s} {f / floor:6.1%} of the floor; least {c / f:.2f}x its floor (least degree of one step "
               f"{min(ds)}–{max(ds)}); the library: degrees {degs}")
 
